@@ -1,0 +1,242 @@
+"""Where a corpus comes from: a folder on disk, or a git repository (a clone or a
+bundle) at a revision, read with git itself and never checked out.
+
+A source yields ``SourceFile``s (corpus-relative path, bytes, git blob hash) and
+knows its provenance (commit, date, repository URL). Nothing here parses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .problems import MgRdfError, Problem, Severity
+
+ENTITY_ROOT = "entities"
+AUDIT_ROOT = "audits"
+DEFAULT_REPOSITORY = "https://github.com/Make-AI-Good/movement-graph"
+MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are refused, not read into memory
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str          # corpus-relative, '/'-separated: entities/campaigns/camp-x.md
+    data: bytes
+    blob: str          # git blob hash of ``data`` (what `git hash-object` prints)
+
+
+@dataclass
+class Provenance:
+    """Where a build's input came from, as stated in the dataset metadata."""
+
+    location: str                      # folder path or repository path given by the user
+    commit: str | None = None          # full commit hash when known
+    commit_date: str | None = None     # ISO 8601 committer date when known
+    repository: str = DEFAULT_REPOSITORY
+    rev: str | None = None             # what the user asked for (tag, branch, hash)
+
+    @property
+    def pin(self) -> str:
+        return self.commit[:7] if self.commit else "working tree"
+
+    def file_url(self, path: str) -> str | None:
+        """A public URL of ``path`` at this commit, when the commit is known."""
+        if not self.commit or not self.repository.startswith(("http://", "https://")):
+            return None
+        return f"{self.repository.rstrip('/')}/blob/{self.commit}/{path}"
+
+
+def blob_hash(data: bytes) -> str:
+    """The git blob hash of ``data``, so folder and git sources agree on content identity."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@dataclass
+class CorpusSource:
+    """Base: subclasses list and read the corpus's files."""
+
+    provenance: Provenance
+    problems: list[Problem] = field(default_factory=list)
+
+    def entity_files(self) -> Iterator[SourceFile]:
+        yield from self.files(ENTITY_ROOT)
+
+    def audit_files(self) -> Iterator[SourceFile]:
+        yield from self.files(AUDIT_ROOT)
+
+    def files(self, root: str) -> Iterator[SourceFile]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FolderSource(CorpusSource):
+    """A corpus folder (holding ``entities/``), e.g. ../shared/corpus/movement-graph."""
+
+    def __init__(self, root: Path, commit: str | None = None, repository: str = DEFAULT_REPOSITORY):
+        self.root = root.resolve()
+        if not (self.root / ENTITY_ROOT).is_dir():
+            raise MgRdfError(f"{root}: not a corpus folder (no {ENTITY_ROOT}/ inside)")
+        super().__init__(Provenance(str(root), commit=commit, repository=repository))
+
+    def files(self, root: str) -> Iterator[SourceFile]:
+        base = self.root / root
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.endswith(".md"):
+                    continue
+                full = Path(dirpath) / name
+                rel = full.relative_to(self.root).as_posix()
+                data = self._read(full, rel)
+                if data is not None:
+                    yield SourceFile(rel, data, blob_hash(data))
+
+    def _read(self, full: Path, rel: str) -> bytes | None:
+        if full.is_symlink():
+            target = full.resolve()
+            if not target.is_relative_to(self.root):
+                self.problems.append(Problem(rel, None, None, "symbolic link points outside the corpus; not read",
+                                             str(os.readlink(full)), rule="symlink-outside"))
+                return None
+        if not full.is_file():
+            return None
+        size = full.stat().st_size
+        if size > MAX_FILE_BYTES:
+            self.problems.append(Problem(rel, None, None, f"file is larger than {MAX_FILE_BYTES} bytes; not read",
+                                         str(size), rule="file-too-large"))
+            return None
+        return full.read_bytes()
+
+
+class GitSource(CorpusSource):
+    """A git repository or bundle at a revision, read with ``git cat-file`` (no checkout)."""
+
+    def __init__(self, location: Path, rev: str = "HEAD", repository: str = DEFAULT_REPOSITORY,
+                 cache_dir: Path | None = None):
+        self.location = location.resolve()
+        self.git_dir = _git_dir_for(self.location, cache_dir)
+        commit = self._git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip()
+        if not commit:
+            raise MgRdfError(f"{location}: no commit called {rev!r}")
+        date = self._git("show", "-s", "--format=%cI", commit).strip()
+        super().__init__(Provenance(str(location), commit=commit, commit_date=date,
+                                    repository=repository, rev=rev))
+
+    def _git(self, *args: str, check: bool = True, data: bytes | None = None) -> str:
+        proc = subprocess.run(["git", "--git-dir", str(self.git_dir), *args], input=data,
+                              capture_output=True)
+        if check and proc.returncode != 0:
+            raise MgRdfError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout.decode("utf-8", errors="replace")
+
+    def list_blobs(self, root: str) -> list[tuple[str, str, str]]:
+        """(mode, blob, path) of every ``.md`` file under ``root`` at the commit."""
+        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "ls-tree", "-r", "-z",
+                              self.provenance.commit or "HEAD", "--", root],
+                             capture_output=True, check=True).stdout
+        rows = []
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, path = entry.split(b"\t", 1)
+            mode, kind, blob = meta.decode().split()
+            p = path.decode("utf-8", errors="surrogateescape")
+            if kind == "blob" and p.endswith(".md"):
+                rows.append((mode, blob, p))
+        return sorted(rows, key=lambda r: r[2])
+
+    def files(self, root: str) -> Iterator[SourceFile]:
+        rows = []
+        for mode, blob, path in self.list_blobs(root):
+            if mode == "120000":
+                self.problems.append(Problem(path, None, None, "symbolic link in the repository; not followed",
+                                             rule="symlink-outside"))
+                continue
+            rows.append((blob, path))
+        if not rows:
+            return
+        with subprocess.Popen(["git", "--git-dir", str(self.git_dir), "cat-file", "--batch"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+            assert proc.stdin and proc.stdout
+            # Write all requests first from a thread-free loop: git answers in order,
+            # and its output for ~1k files fits comfortably through the pipe as we read.
+
+            def feed() -> None:
+                assert proc.stdin
+                for blob, _ in rows:
+                    proc.stdin.write(blob.encode() + b"\n")
+                proc.stdin.close()
+
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+            for blob, path in rows:
+                header = proc.stdout.readline().split()
+                size = int(header[2])
+                data = proc.stdout.read(size)
+                proc.stdout.read(1)  # the newline after each object
+                if size > MAX_FILE_BYTES:
+                    self.problems.append(Problem(path, None, None,
+                                                 f"file is larger than {MAX_FILE_BYTES} bytes; not read",
+                                                 str(size), rule="file-too-large"))
+                    continue
+                yield SourceFile(path, data, blob)
+            feeder.join()
+
+    def commit_of(self, rev: str) -> str:
+        return self._git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
+
+
+def _git_dir_for(location: Path, cache_dir: Path | None) -> Path:
+    """The git directory to read: the repository's own, or a bare mirror of a bundle."""
+    if location.is_file():  # a bundle: git cannot read one in place, so mirror it once
+        cache = (cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mg-rdf")
+        st = location.stat()
+        key = hashlib.sha1(f"{location}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        mirror = cache / "bundles" / key
+        if not (mirror / "HEAD").exists():
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            tmp = mirror.with_name(mirror.name + f".tmp{os.getpid()}")
+            proc = subprocess.run(["git", "clone", "--quiet", "--mirror", str(location), str(tmp)],
+                                  capture_output=True)
+            if proc.returncode != 0:
+                raise MgRdfError(f"{location}: not a git bundle ({proc.stderr.decode(errors='replace').strip()})")
+            os.replace(tmp, mirror) if not mirror.exists() else None
+        return mirror
+    for candidate in (location / ".git", location):
+        if (candidate / "HEAD").exists() and (candidate / "objects").is_dir():
+            return candidate
+    raise MgRdfError(f"{location}: neither a git repository nor a bundle")
+
+
+def is_git_location(location: Path) -> bool:
+    return location.is_file() or (location / ".git").exists() or (
+        (location / "HEAD").exists() and (location / "objects").is_dir())
+
+
+def open_source(location: Path, rev: str | None = None, commit: str | None = None,
+                repository: str = DEFAULT_REPOSITORY) -> CorpusSource:
+    """Open ``location`` as a folder or as git, as the user would expect.
+
+    A folder holding ``entities/`` is read as files (its uncommitted edits
+    included) unless ``rev`` is given; a bundle or bare repository is read with git.
+    """
+    if not location.exists():
+        raise MgRdfError(f"{location}: no such file or folder")
+    if rev is None and location.is_dir() and (location / ENTITY_ROOT).is_dir():
+        source = FolderSource(location, commit=commit, repository=repository)
+        if commit is None and (location / ".git").exists():
+            proc = subprocess.run(["git", "-C", str(location), "rev-parse", "HEAD"], capture_output=True)
+            dirty = subprocess.run(["git", "-C", str(location), "status", "--porcelain", "--", ENTITY_ROOT],
+                                   capture_output=True).stdout.strip()
+            if proc.returncode == 0 and not dirty:
+                source.provenance.commit = proc.stdout.decode().strip()
+        return source
+    if is_git_location(location):
+        return GitSource(location, rev or "HEAD", repository=repository)
+    raise MgRdfError(f"{location}: not a corpus folder (no {ENTITY_ROOT}/), a git repository or a bundle")

@@ -1,0 +1,260 @@
+"""SHACL validation of the mapped entities with pyshacl, reported in the
+corpus editor's terms (file, line, field, value).
+
+pyshacl is the slowest stage of a build, so the work is split by entity type
+into partitions validated in parallel worker processes. Each partition's data
+graph holds what its entities' files state plus the ``rdf:type`` of every
+entity they reference (so ``sh:class`` checks see real targets); its shapes
+graph is the full shapes file with the ``sh:targetClass`` of the other
+partitions' types removed, so a referenced entity present only by its type is
+not itself a focus node. No shape is weakened: each entity is checked against
+every constraint of its type, exactly as one whole-graph run would.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+
+import pyshacl
+from pyoxigraph import BlankNode, Literal, NamedNode, Triple
+from rdflib import Graph
+from rdflib import Literal as RLiteral
+from rdflib import URIRef
+from rdflib.namespace import RDF, SH
+
+from . import schema
+from .config import SHAPES_PATH
+from .integrity import CorpusIndex
+from .mapping import MappedEntity
+from .problems import Problem, Severity
+from .vocab import MG, DataIris
+
+
+# prop local name -> YAML key, per entity type and for the things inside an entity
+_FIELD_OF: dict[tuple[str, str], str] = {}
+for _t in schema.TYPES.values():
+    for _f in _t.fields.values():
+        _FIELD_OF[(_t.name, _f.prop)] = _f.name
+    _FIELD_OF[(_t.name, "publisherName")] = "publisher"
+    _FIELD_OF[(_t.name, "ongoing")] = "end_date"
+    _FIELD_OF[(_t.name, "affiliatedWith")] = "affiliations"
+    _FIELD_OF[(_t.name, "body")] = "body"
+_PART_FIELDS = {
+    "source": ("sources", {v: k for k, v in schema.SOURCE_FIELDS.items()}),
+    "affiliation": ("affiliations", {**{v: k for k, v in schema.AFFILIATION_FIELDS.items()},
+                                     "startDate": "period", "endDate": "period"}),
+    "profile": ("public_profiles", {v: k for k, v in schema.PROFILE_FIELDS.items()}),
+    "effect": ("effects", {v: k for k, v in schema.EFFECT_FIELDS.items()}),
+}
+
+# Partitions of roughly equal pyshacl cost (the corpus's sources and affiliations
+# dominate): balanced by measurement on the real corpus, see docs/DESIGN.md.
+PARTITIONS: tuple[tuple[str, ...], ...] = (
+    ("person", "organization", "strategy", "message"),
+    ("campaign", "event", "funder", "voice", "publication", "local-group"),
+)
+
+
+_IRI_CACHE: dict[str, URIRef] = {}
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+
+
+def _to_rdflib(term: NamedNode | Literal | BlankNode) -> URIRef | RLiteral:
+    if isinstance(term, NamedNode):
+        v = term.value
+        node = _IRI_CACHE.get(v)
+        if node is None:
+            node = _IRI_CACHE[v] = URIRef(v)
+        return node
+    if isinstance(term, Literal):
+        if term.language:
+            return RLiteral(term.value, lang=term.language)
+        dt = term.datatype.value
+        if dt == _XSD_STRING:
+            return RLiteral(term.value)
+        return RLiteral(term.value, datatype=_to_rdflib(term.datatype))
+    raise TypeError(f"unexpected term {term!r}")
+
+
+_shapes_text: str | None = None
+
+
+def _shapes_graph(types: Sequence[str]) -> Graph:
+    global _shapes_text
+    if _shapes_text is None:
+        _shapes_text = SHAPES_PATH.read_text(encoding="utf-8")
+    g = Graph()
+    g.parse(data=_shapes_text, format="turtle")
+    keep = {URIRef(MG + schema.TYPES[t].cls) for t in types}
+    entity_classes = {URIRef(MG + t.cls) for t in schema.TYPES.values()}
+    for shape, _, cls in list(g.triples((None, SH.targetClass, None))):
+        if cls in entity_classes and cls not in keep:
+            g.remove((shape, SH.targetClass, cls))
+    return g
+
+
+# Set in the parent before the workers fork, so the input is shared, not pickled.
+_JOB: tuple[list[MappedEntity], CorpusIndex] | None = None
+
+
+def _data_graph(entities: Sequence[MappedEntity], index: CorpusIndex, iris: DataIris) -> Graph:
+    g = Graph()
+    add = g.add
+    for e in entities:
+        for t in e.triples:
+            add((_to_rdflib(t.subject), _to_rdflib(t.predicate), _to_rdflib(t.object)))
+        for ref in e.references:
+            target = index.by_id.get(ref.target_id)
+            if target is not None and target.type in schema.TYPES:
+                add((URIRef(target.iri.value), RDF.type, URIRef(MG + schema.TYPES[target.type].cls)))
+    return g
+
+
+def _validate_partition(types: tuple[str, ...], base: str, want_report: bool) -> tuple[list[Problem], str | None]:
+    assert _JOB is not None
+    entities, index = _JOB
+    iris = DataIris(base)
+    mine = [e for e in entities if e.type in types]
+    if not mine:
+        return [], None
+    data = _data_graph(mine, index, iris)
+    conforms, results, _ = pyshacl.validate(
+        data, shacl_graph=_shapes_graph(types), inference="none", inplace=True,
+        advanced=False, allow_warnings=True, allow_infos=True)
+    report = results.serialize(format="nt") if want_report else None
+    if conforms:
+        return [], report
+    return _problems(results, {e.iri.value: e for e in mine}, iris), report
+
+
+@dataclass
+class ShaclOutcome:
+    problems: list[Problem]
+    report: Graph | None      # the SHACL validation report, when asked for
+
+
+class PendingValidation:
+    """SHACL running in worker processes while the caller does other work (the load)."""
+
+    def __init__(self, entities: Sequence[MappedEntity], index: CorpusIndex, iris: DataIris,
+                 workers: int | None, want_report: bool):
+        global _JOB
+        self.want_report = want_report
+        n = workers if workers is not None else min(len(PARTITIONS), os.cpu_count() or 1)
+        _JOB = (list(entities), index)
+        self.pool: ProcessPoolExecutor | None = None
+        if n <= 1:
+            try:
+                self.parts = [_validate_partition(t, iris.base, want_report) for t in PARTITIONS]
+            finally:
+                _JOB = None
+            return
+        try:
+            # fork: the workers inherit _JOB instead of receiving it pickled; with the fork
+            # context all workers start at the first submit, so _JOB can be cleared after.
+            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+            self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report) for t in PARTITIONS]
+        finally:
+            _JOB = None
+
+    def result(self) -> ShaclOutcome:
+        if self.pool is not None:
+            try:
+                self.parts = [f.result() for f in self.futures]
+            finally:
+                self.pool.shutdown()
+                self.pool = None
+        report = _merge_reports([r for _, r in self.parts if r is not None]) if self.want_report else None
+        return ShaclOutcome([p for ps, _ in self.parts for p in ps], report)
+
+    def cancel(self) -> None:
+        if self.pool is not None:
+            for proc in list(getattr(self.pool, "_processes", {}).values()):
+                proc.kill()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+def validate(entities: Sequence[MappedEntity], index: CorpusIndex, iris: DataIris,
+             workers: int | None = None, want_report: bool = False) -> ShaclOutcome:
+    """SHACL problems of ``entities`` (those loaded), in the editor's terms."""
+    return PendingValidation(entities, index, iris, workers, want_report).result()
+
+
+def _merge_reports(reports: list[str]) -> Graph:
+    """One sh:ValidationReport from the partitions' reports."""
+    g = Graph()
+    for text in reports:
+        g.parse(data=text, format="nt")
+    node_reports = list(g.subjects(RDF.type, SH.ValidationReport))
+    if len(node_reports) > 1:
+        keep = node_reports[0]
+        conforms = all(g.value(r, SH.conforms) == RLiteral(True) for r in node_reports)
+        for r in node_reports[1:]:
+            for _, p, o in list(g.triples((r, None, None))):
+                g.remove((r, p, o))
+                if p == SH.result:
+                    g.add((keep, p, o))
+        g.set((keep, SH.conforms, RLiteral(conforms)))
+    g.bind("sh", SH)
+    g.bind("mg", MG)
+    return g
+
+
+def _problems(results: Graph, by_iri: dict[str, MappedEntity], iris: DataIris) -> list[Problem]:
+    out = []
+    for r in results.subjects(RDF.type, SH.ValidationResult):
+        focus = str(results.value(r, SH.focusNode))
+        path = results.value(r, SH.resultPath)
+        value = results.value(r, SH.value)
+        message = str(results.value(r, SH.resultMessage) or "does not conform")
+        severity = results.value(r, SH.resultSeverity)
+        entity_iri, _, fragment = focus.partition("#")
+        e = by_iri.get(entity_iri)
+        if e is None:
+            continue
+        prop = str(path).removeprefix(MG) if path is not None else None
+        field = _field_path(e, fragment, prop, value, iris)
+        shown = _show(value, iris)
+        sev = Severity.VIOLATION if severity == SH.Violation else (
+            Severity.WARNING if severity == SH.Warning else Severity.INFO)
+        out.append(Problem(e.path, e.lines_of(field) if field else None, field, message, shown, sev, "shacl"))
+    return out
+
+
+def _field_path(e: MappedEntity, fragment: str, prop: str | None, value: object, iris: DataIris) -> str | None:
+    if fragment:
+        kind, _, n = fragment.rpartition("-")
+        field, names = _PART_FIELDS.get(kind, (kind, {}))
+        base = f"{field}[{int(n) - 1}]" if n.isdigit() else field
+        return f"{base}.{names.get(prop or '', prop)}" if prop else base
+    if prop is None:
+        return None
+    field = _FIELD_OF.get((e.type, prop), prop)
+    if isinstance(value, URIRef):
+        target = iris.entity_id_of(str(value))
+        for ref in e.references:
+            if ref.target_id == target and ref.prop == prop:
+                return ref.field
+    return field
+
+
+def _show(value: object, iris: DataIris) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, URIRef):
+        s = str(value)
+        return iris.entity_id_of(s) or s.removeprefix(MG)
+    return str(value)
+
+
+def triples_to_rdflib(triples: Sequence[Triple]) -> Graph:
+    """An rdflib graph of pyoxigraph triples (used by tests and the report writer)."""
+    g = Graph()
+    for t in triples:
+        g.add((_to_rdflib(t.subject), _to_rdflib(t.predicate), _to_rdflib(t.object)))
+    return g

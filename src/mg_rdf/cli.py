@@ -1,0 +1,233 @@
+"""The ``mg-rdf`` command: the one front door. Every command calls the same
+library functions the web app uses; errors are printed as one line naming the
+file and field, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .build import Analysis, BuildRefused, analyse, build
+from .config import SAMPLE_CORPUS, SAMPLE_TITLE, base_from_env
+from .dataset import CORPUS_TITLE, stored_attribution
+from .dump import FORMATS, dump_to_path
+from .problems import MgRdfError, Problem, Severity
+from .source import DEFAULT_REPOSITORY, open_source
+from .store import default_store_path, open_read_only
+from .vocab import PREFIXES, DataIris, check_base
+
+
+def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    try:
+        return check_base(value) if value else base_from_env()
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+store_option = click.option(
+    "--store", "store", type=click.Path(path_type=Path), envvar="MG_RDF_STORE",
+    default=default_store_path, show_default="$XDG_DATA_HOME/mg-rdf/store",
+    help="Store directory (env MG_RDF_STORE).")
+base_option = click.option(
+    "--base", "base", callback=_base, envvar="MG_RDF_BASE", default=None,
+    help="Base IRI of the data, ending in '/' (env MG_RDF_BASE; default https://w3id.org/movement-graph/).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mg-rdf")
+def main() -> None:
+    """Build the Movement Graph as linked data, validate it, query it and publish it."""
+
+
+def _open(source: Path | None, rev: str | None, commit: str | None, repository: str):
+    if source is None:
+        src = open_source(SAMPLE_CORPUS, commit=commit, repository="")
+        src.provenance.location = "entities/ of mg-rdf"
+        return src, SAMPLE_TITLE
+    return open_source(source, rev=rev, commit=commit, repository=repository), CORPUS_TITLE
+
+
+source_arguments = [
+    click.argument("source", required=False, type=click.Path(path_type=Path)),
+    click.option("--rev", help="Tag or commit to read when SOURCE is a git repository or bundle."),
+    click.option("--commit", help="The corpus commit a plain folder was taken from (for provenance)."),
+    click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
+                 help="Public repository the corpus comes from (for provenance and attribution)."),
+]
+
+
+def with_source(f):
+    for decorator in reversed(source_arguments):
+        f = decorator(f)
+    return f
+
+
+def _progress_bar():
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bar:
+            bar[stage] = tqdm(total=total, desc=stage, unit="file", leave=False, file=sys.stderr)
+        bar[stage].n = done
+        bar[stage].refresh()
+        if done >= total - 50:
+            bar[stage].close()
+
+    return progress
+
+
+def _report(problems: list[Problem], limit: int | None = None) -> None:
+    by_file: dict[str, list[Problem]] = defaultdict(list)
+    for p in problems:
+        by_file[p.path].append(p)
+    shown = 0
+    for path in sorted(by_file):
+        click.echo(click.style(path, bold=True))
+        for p in sorted(by_file[path], key=lambda p: (p.line or 0, p.field or "", p.message)):
+            tag = {"violation": "error", "warning": "warning", "info": "info"}[p.severity.value]
+            colour = {"error": "red", "warning": "yellow", "info": "blue"}[tag]
+            click.echo(f"  {p.format()}  [{click.style(tag, fg=colour)}]")
+            shown += 1
+            if limit is not None and shown >= limit:
+                click.echo(f"  … {len(problems) - shown} more (use --all to see every problem)")
+                return
+
+
+def _summary(a: Analysis, triples: int | None = None, wall: float | None = None) -> str:
+    n = len(a.index.by_id) if a.index else 0
+    parts = [f"{n} entities from {a.files} files"]
+    if triples is not None:
+        parts.append(f"{triples} triples")
+    parts += [f"{a.violations} violations", f"{a.warnings} warnings",
+              f"{wall if wall is not None else sum(a.seconds.values()):.2f} s ("
+              + ", ".join(f"{k} {v:.2f}" for k, v in a.seconds.items()) + ")"]
+    return ", ".join(parts)
+
+
+@main.command("build")
+@with_source
+@click.option("--strict", is_flag=True, help="Refuse the build on any violation or warning.")
+@click.option("--workers", type=int, default=None, help="Validation processes (default: one per core, at most 2).")
+@click.option("--all", "show_all", is_flag=True, help="Print every problem, not only the first 50.")
+@store_option
+@base_option
+def build_command(source, rev, commit, repository, strict, workers, show_all, store, base):
+    """Build SOURCE (a corpus folder, git clone or bundle; default: the bundled sample) into the store."""
+    try:
+        src, title = _open(source, rev, commit, repository)
+        result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title,
+                       progress=_progress_bar())
+    except BuildRefused as e:
+        _report(e.analysis.sorted_problems(), None if show_all else 50)
+        raise click.ClickException(str(e)) from None
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    a = result.analysis
+    problems = a.sorted_problems()
+    if problems:
+        _report(problems, None if show_all else 50)
+    click.echo(f"built {result.store_path}: " + _summary(a, result.triples, result.wall))
+
+
+@main.command("validate")
+@with_source
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+@click.option("--shacl-report", type=click.Path(path_type=Path), help="Write the SHACL validation report (Turtle) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print problems as JSON lines.")
+@click.option("--workers", type=int, default=None)
+@base_option
+def validate_command(source, rev, commit, repository, strict, shacl_report, as_json, workers, base):
+    """Check SOURCE against the shapes and the corpus's integrity rules; exit 1 on violations."""
+    try:
+        src, _ = _open(source, rev, commit, repository)
+        a = analyse(src, DataIris(base), workers=workers, want_report=shacl_report is not None)
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    problems = a.sorted_problems()
+    if as_json:
+        for p in problems:
+            click.echo(json.dumps({"path": p.path, "line": p.line, "field": p.field, "message": p.message,
+                                   "value": p.value, "severity": p.severity.value, "rule": p.rule},
+                                  ensure_ascii=False))
+    else:
+        _report(problems)
+        rules = Counter(p.rule for p in problems)
+        click.echo(_summary(a) + (" — " + ", ".join(f"{r} {n}" for r, n in rules.most_common()) if rules else ""))
+    if shacl_report is not None and a.shacl_report is not None:
+        a.shacl_report.serialize(destination=str(shacl_report), format="turtle")
+    if a.violations or (strict and a.warnings):
+        sys.exit(1)
+
+
+@main.command("dump")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="ttl", show_default=True)
+@click.option("--gzip", "compress", is_flag=True, help="Compress with gzip (deterministic: no timestamp).")
+@click.argument("out", type=click.Path(path_type=Path))
+@store_option
+@base_option
+def dump_command(fmt, compress, out, store, base):
+    """Write the whole dataset to OUT, byte-identical for the same input."""
+    try:
+        s = open_read_only(store)
+        iris = DataIris(base)
+        t0 = time.perf_counter()
+        dump_to_path(s, fmt, out, iris, stored_attribution(s, iris), compress)
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {out} ({out.stat().st_size} bytes, {time.perf_counter() - t0:.2f} s)")
+
+
+@main.command("query")
+@click.argument("sparql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default=None,
+              help="Output format (default: a table on a terminal, CSV otherwise).")
+@store_option
+@base_option
+def query_command(sparql, fmt, store, base):
+    """Run a SPARQL query over the store (the default graph is the union of all graphs)."""
+    from .querying import format_results, run_query
+
+    try:
+        s = open_read_only(store)
+        result = run_query(s, sparql, base)
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
+    sys.stdout.buffer.write(format_results(result, fmt))
+    sys.stdout.flush()
+
+
+@main.command("stats")
+@click.option("--json", "as_json", is_flag=True)
+@store_option
+@base_option
+def stats_command(as_json, store, base):
+    """Counts of the built store: entities by type, triples, graphs, provenance."""
+    from .querying import store_stats
+
+    try:
+        s = open_read_only(store)
+        stats = store_stats(s, DataIris(base))
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
+        return
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k:<14} {v}")
+        else:
+            click.echo(f"{key}: {value}")

@@ -1,0 +1,73 @@
+"""Per-stage build times for the real corpus at HEAD: read, parse, map, validate, load, dump.
+
+    .venv/bin/python benchmarks/build_stages.py            # median of 5 builds
+    .venv/bin/python benchmarks/build_stages.py --quick    # one build (what CI runs)
+    .venv/bin/python benchmarks/build_stages.py --json out.json
+
+Validation runs in worker processes while the main process loads the store, so
+"validate" is wall time from its start until its results arrive and overlaps
+"load"; "total" is the end-to-end wall time of one `mg-rdf build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pyoxigraph import Store
+
+from mg_rdf.build import build
+from mg_rdf.dataset import stored_attribution
+from mg_rdf.dump import dump_bytes
+from mg_rdf.source import FolderSource
+from mg_rdf.vocab import DataIris
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "movement-graph"
+STAGES = ("read", "parse", "map", "validate", "load", "dump", "total")
+
+
+def one_run(corpus: Path, workers: int | None) -> dict[str, float]:
+    iris = DataIris()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = build(FolderSource(corpus), Path(tmp) / "store", iris, workers=workers)
+        times = dict(result.seconds)
+        times["total"] = result.wall
+        store = Store.read_only(str(result.store_path))
+        t0 = time.perf_counter()
+        dump_bytes(store, "nq", iris, stored_attribution(store, iris), compress=True)
+        times["dump"] = time.perf_counter() - t0
+        times["triples"] = result.triples
+        del store
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="one run")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--json", type=Path, help="write the figures as JSON here")
+    args = ap.parse_args()
+    if not (args.corpus / "entities").is_dir():
+        print(f"no corpus at {args.corpus}", file=sys.stderr)
+        return 2
+    runs = [one_run(args.corpus, args.workers) for _ in range(1 if args.quick else args.runs)]
+    med = {s: statistics.median(r[s] for r in runs) for s in STAGES}
+    print(f"mg-rdf build of {args.corpus} ({int(runs[0]['triples'])} triples), "
+          f"median of {len(runs)} run(s), seconds")
+    print(" | ".join(f"{s:>8}" for s in STAGES))
+    print(" | ".join(f"{med[s]:8.2f}" for s in STAGES))
+    if args.json:
+        args.json.write_text(json.dumps({"median": med, "runs": runs}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyoxigraph import NamedNode, Quad, RdfFormat, parse
+from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
 
 from .config import ONTOLOGY_PATH, SHAPES_PATH
 from .assembly import entity_graphs, vocabulary_graph
@@ -139,10 +139,23 @@ class BuildRefused(MgRdfError):
 
 
 def _static_graph(path: Path, graph: str) -> Iterator[Quad]:
+    """A Turtle file as one named graph, its blank nodes relabelled in file order so that two
+    builds store (and dump) the same labels."""
     g = NamedNode(graph)
+    labels: dict[str, BlankNode] = {}
+    prefix = "o" if graph == ONTOLOGY_IRI else "s"
+
+    def stable(term):
+        if isinstance(term, BlankNode):
+            node = labels.get(term.value)
+            if node is None:
+                node = labels[term.value] = BlankNode(f"{prefix}{len(labels) + 1}")
+            return node
+        return term
+
     with open(path, "rb") as fh:
         for q in parse(fh, format=RdfFormat.TURTLE, base_iri=graph):
-            yield Quad(q.subject, q.predicate, q.object, g)
+            yield Quad(stable(q.subject), q.predicate, stable(q.object), g)
 
 
 def _input_date(a: Analysis) -> str | None:
@@ -188,6 +201,8 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
 
                 nb.load(quads())
                 a.problems.extend(load_problems)
+                for e in a.index.by_id.values():
+                    nb.keep_source(e.id, e.source_text.encode("utf-8"))
             outcome = pending.result()
             a.seconds["validate"] = time.perf_counter() - t_validate
             a.problems.extend(_without_duplicates(outcome, a.problems))

@@ -43,6 +43,7 @@ def check(index: CorpusIndex) -> list[Problem]:
     for first, dup in index.duplicates:
         problems.append(Problem(dup.path, None, "id", f"duplicate id: {first.path} has the same id; "
                                 "this file is not loaded", dup.id, Severity.VIOLATION, "duplicate-id"))
+        problems.extend(_placement(dup))
     for e in index.by_id.values():
         problems.extend(_placement(e))
         for ref in e.references:

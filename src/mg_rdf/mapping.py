@@ -75,6 +75,7 @@ class MappedEntity:
     name: str | None = None
     blob: str = ""
     lines: dict[str, int] = field(default_factory=dict)
+    source_text: str = ""       # the file as read (served as text/markdown), not part of the RDF
 
     def lines_of(self, field_path: str) -> int | None:
         return line_for(self.lines, field_path)
@@ -146,7 +147,7 @@ class _Mapper:
         etype = schema.TYPES[type_name]
         self.s = NamedNode(self.iris.entity(entity_id))
         self.m = MappedEntity(entity_id, type_name, self.r.path, self.s, problems=problems, blob=self.r.blob,
-                              lines=self.r.lines)
+                              lines=self.r.lines, source_text=self.r.text)
         self.t = self.m.triples
         self.t.append(Triple(self.s, RDF_TYPE, P(etype.cls)))
         for key, value in data.items():

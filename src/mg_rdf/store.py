@@ -4,6 +4,7 @@ Layout of a store path::
 
     STORE/current        symlink -> builds/<build-id>  (what readers open)
     STORE/builds/<id>/   a complete Oxigraph store
+    STORE/builds/<id>.sources/<entity-id>.md   the source file of each entity, as read
     STORE/builds/.tmp-*  a build in progress (removed by the next build if left behind)
     STORE/lock           held by a running build
 
@@ -21,6 +22,7 @@ import fcntl
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +51,11 @@ def current_build(path: Path) -> Path | None:
     return target if target.is_dir() else None
 
 
+def sources_dir(build_dir: Path) -> Path:
+    """Where a build keeps the source Markdown of its entities (served as text/markdown)."""
+    return build_dir.with_name(build_dir.name + ".sources")
+
+
 def open_read_only(path: Path) -> Store:
     build = current_build(path)
     if build is None:
@@ -75,7 +82,8 @@ class NewBuild:
 
     def __init__(self, path: Path):
         self.path = path
-        self.build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        # sortable by time, unique even for two builds in one second of one process
+        self.build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.tmp = path / "builds" / f".tmp-{self.build_id}"
         self.store: Store | None = None
 
@@ -83,6 +91,18 @@ class NewBuild:
         self.tmp.mkdir(parents=True)
         self.store = Store(str(self.tmp))
         return self.store
+
+    @property
+    def tmp_sources(self) -> Path:
+        return sources_dir(self.tmp)
+
+    def keep_source(self, entity_id: str, data: bytes) -> None:
+        """Keep an entity's source file beside the store (ids are checked to be plain names)."""
+        if "/" in entity_id or entity_id in ("", ".", "..") or "\0" in entity_id:
+            return
+        folder = self.tmp_sources
+        folder.mkdir(exist_ok=True)
+        (folder / f"{entity_id}.md").write_bytes(data)
 
     def load(self, quads: Iterable[Quad]) -> None:
         assert self.store is not None
@@ -102,6 +122,8 @@ class NewBuild:
         del self.store
         self.store = None
         final = self.path / "builds" / self.build_id
+        if self.tmp_sources.exists():
+            os.rename(self.tmp_sources, sources_dir(final))
         os.rename(self.tmp, final)
         link_tmp = self.path / f".current-{self.build_id}"
         os.symlink(Path("builds") / self.build_id, link_tmp)
@@ -113,6 +135,7 @@ class NewBuild:
     def abort(self) -> None:
         self.store = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.tmp_sources, ignore_errors=True)
 
 
 def _disk_error(where: Path, e: OSError) -> MgRdfError:
@@ -131,11 +154,13 @@ def _fsync_dir(path: Path) -> None:
 def _collect_old_builds(path: Path) -> None:
     builds = path / "builds"
     current = current_build(path)
-    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.suffix != ".sources"),
+                  key=lambda p: p.name)
     keep = set(done[-KEEP_BUILDS:]) | ({current} if current else set())
     for p in done:
         if p not in keep:
             shutil.rmtree(p, ignore_errors=True)
+            shutil.rmtree(sources_dir(p), ignore_errors=True)
 
 
 @contextmanager
@@ -151,7 +176,7 @@ def new_build(path: Path) -> Iterator[NewBuild]:
     with _lock(path):
         builds = path / "builds"
         builds.mkdir(exist_ok=True)
-        for stale in builds.glob(".tmp-*"):
+        for stale in builds.glob(".tmp-*"):  # also their .sources folders
             shutil.rmtree(stale, ignore_errors=True)
         for stale in path.glob(".current-*"):
             stale.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
@@ -137,6 +138,17 @@ class ShaclOutcome:
     report: Graph | None      # the SHACL validation report, when asked for
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies (a killed build leaves no orphans)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class PendingValidation:
     """SHACL running in worker processes while the caller does other work (the load)."""
 
@@ -156,7 +168,8 @@ class PendingValidation:
         try:
             # fork: the workers inherit _JOB instead of receiving it pickled; with the fork
             # context all workers start at the first submit, so _JOB can be cleared after.
-            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
+            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=die_with_parent)
             self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report) for t in PARTITIONS]
         finally:
             _JOB = None

@@ -114,7 +114,7 @@ class _Mapper:
     def problem(self, field_path: str | None, message: str, value: Any = None,
                 severity: Severity = Severity.WARNING, rule: str = "") -> None:
         line = self.r.line(field_path) if field_path else None
-        shown = None if value is None else (value if isinstance(value, str) else json.dumps(value, default=str))
+        shown = None if value is None else (value if isinstance(value, str) else as_json(value))
         self.m.problems.append(Problem(self.r.path, line, field_path, message, shown, severity, rule))
 
     # -- entry point ---------------------------------------------------------
@@ -173,7 +173,7 @@ class _Mapper:
         if isinstance(value, (list, dict)):
             self.problem(path, "expected text, found a " + ("list" if isinstance(value, list) else "mapping")
                          + "; kept as JSON text", value, rule="wrong-shape")
-            value = json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+            value = as_json(value)
         text = value if isinstance(value, str) else _scalar_text(value)
         if len(text) > MAX_TEXT:
             self.problem(path, f"value longer than {MAX_TEXT} characters; cut", text[:80], rule="too-long")
@@ -421,6 +421,20 @@ def _date_literal(d: TypedDate) -> Literal:
     return Literal(d.lexical, datatype=dtype)
 
 
+def _plain(value: Any) -> Any:
+    """YAML values as JSON can hold them: mapping keys of any type become strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def as_json(value: Any) -> str:
+    """A YAML value as compact, key-sorted JSON text (how unexpected shapes are kept as text)."""
+    return json.dumps(_plain(value), ensure_ascii=False, default=str, sort_keys=True)
+
+
 def _safe_local(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]", "_", key) or "_"
 
@@ -429,7 +443,7 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+        return as_json(value)
     return str(value)
 
 

@@ -19,7 +19,6 @@ from pyoxigraph import Literal, NamedNode, Quad, Triple
 from . import schema
 from .integrity import CorpusIndex
 from .mapping import P, RDF_TYPE, MappedEntity
-from .problems import Problem, Severity
 from .source import Provenance
 from .vocab import DCT, PROV, RDFS, SKOS, DataIris
 
@@ -42,9 +41,9 @@ class EntityGraph:
 
 
 def entity_graphs(index: CorpusIndex, provenance: Provenance, iris: DataIris,
-                  problems: list[Problem]) -> Iterator[EntityGraph]:
-    """One graph per loaded entity, in id order; dangling mentions are reported into ``problems``."""
-    for entity_id in sorted(index.by_id):
+                  only: set[str] | None = None) -> Iterator[EntityGraph]:
+    """One graph per loaded entity (or per id in ``only``), in id order."""
+    for entity_id in sorted(index.by_id if only is None else only & index.by_id.keys()):
         e = index.by_id[entity_id]
         g = NamedNode(iris.graph(e.id))
         triples: list[Triple] = list(e.triples)
@@ -52,21 +51,21 @@ def entity_graphs(index: CorpusIndex, provenance: Provenance, iris: DataIris,
             if ref.target_id in index and ref.target_id != e.id:
                 rel = schema.RELATIONS[ref.prop]
                 triples.append(Triple(NamedNode(iris.entity(ref.target_id)), P(rel.inverse), e.iri))
-        seen: set[str] = set()
-        for ref in e.mentions:
-            if ref.target_id == e.id or ref.target_id in seen:
-                continue
-            if ref.target_id not in index:
-                problems.append(Problem(e.path, ref.line, ref.field,
-                                        "link to an entity that does not exist; not a mention",
-                                        ref.target_id, Severity.WARNING, "dangling-link"))
-                continue
-            seen.add(ref.target_id)
-            target = NamedNode(iris.entity(ref.target_id))
+        for target_id in mention_targets(e, index):
+            target = NamedNode(iris.entity(target_id))
             triples.append(Triple(e.iri, P("mentions"), target))
             triples.append(Triple(target, P("mentionedBy"), e.iri))
         triples.extend(_provenance(e, g, provenance))
         yield EntityGraph(e, g, [Quad(t.subject, t.predicate, t.object, g) for t in triples])
+
+
+def mention_targets(e: MappedEntity, index: CorpusIndex) -> list[str]:
+    """The entities ``e`` mentions: linked to, existing, not itself; each once, in link order."""
+    out: list[str] = []
+    for ref in e.mentions:
+        if ref.target_id != e.id and ref.target_id in index and ref.target_id not in out:
+            out.append(ref.target_id)
+    return out
 
 
 def _provenance(e: MappedEntity, g: NamedNode, provenance: Provenance) -> list[Triple]:

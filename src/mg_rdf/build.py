@@ -24,8 +24,9 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem, Severity
 from .reader import read_entity
 from .schema import TYPES
-from .source import CorpusSource
-from .store import new_build
+from . import manifest
+from .source import CorpusSource, SourceFile
+from .store import current_build, new_build, sources_dir
 from .validation import PendingValidation, ShaclOutcome, validate
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 
@@ -43,6 +44,27 @@ class Analysis:
     seconds: dict[str, float] = field(default_factory=dict)
     files: int = 0
     shacl_report: object | None = None
+    # path -> (entity, its read+map problems): what the manifest of this build records
+    entries: dict[str, tuple[MappedEntity, list[Problem]]] = field(default_factory=dict)
+    cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
+    shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
+
+    def to_validate(self) -> list[MappedEntity]:
+        """The loaded entities SHACL must look at: all but the unchanged ones."""
+        assert self.index is not None
+        return [e for e in self.index.by_id.values() if not e.stub]
+
+    def take_shacl(self, outcome: "ShaclOutcome") -> None:
+        fresh = _without_duplicates(outcome, self.problems)
+        for p in fresh:
+            self.shacl_by_path.setdefault(p.path, []).append(p)
+        assert self.index is not None
+        for e in self.index.by_id.values():
+            if e.stub:
+                cached = self.cached_shacl.get(e.path, [])
+                self.shacl_by_path[e.path] = cached
+                self.problems.extend(cached)
+        self.problems.extend(fresh)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for p in self.problems if p.severity is severity)
@@ -79,38 +101,88 @@ class _Stage:
 
 
 def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers: int | None = None,
-            want_report: bool = False, progress: Progress | None = None) -> Analysis:
-    """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False."""
+            want_report: bool = False, progress: Progress | None = None,
+            previous: dict[str, dict] | None = None) -> Analysis:
+    """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
+
+    With ``previous`` (the manifest entries of the last build, by path), files whose
+    blob is unchanged are not parsed again: their references, tags and problems come
+    from the manifest. Entities that point at an id whose existence or type changed
+    are mapped again, since their reverse links and SHACL results depend on it.
+    """
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
     with timer("read"):
-        files = list(source.entity_files())
+        files = {f.path: f for f in source.entity_files()}
     a.files = len(files)
     a.problems.extend(source.problems)
-    records = []
-    with timer("parse"):
-        for i, f in enumerate(files):
-            result = read_entity(f)
-            a.problems.extend(result.problems)
-            if result.record is not None:
-                records.append(result.record)
+    cached_shacl: dict[str, list[Problem]] = {}
+
+    def fresh(f: SourceFile) -> MappedEntity | None:
+        result = read_entity(f)
+        a.problems.extend(result.problems)
+        if result.record is None:
+            return None
+        m = map_entity(result.record, iris)
+        a.problems.extend(m.problems)
+        a.entries[f.path] = (m, [*result.problems, *m.problems])
+        return m if m.type in TYPES else None
+
+    by_path: dict[str, MappedEntity] = {}
+    with timer("parse"):  # parse and map, per file
+        for i, (path, f) in enumerate(sorted(files.items())):
+            old = previous.get(path) if previous else None
+            if old is not None and old["blob"] == f.blob:
+                m, problems, shacl_problems = manifest.stub(path, old, iris)
+                a.problems.extend(problems)
+                a.entries[path] = (m, problems)
+                cached_shacl[path] = shacl_problems
+                if m.type in TYPES:
+                    by_path[path] = m
+            elif (m := fresh(f)) is not None:
+                by_path[path] = m
             if progress and i % 50 == 0:
                 progress("parse", i, len(files))
     with timer("map"):
-        for record in records:
-            m = map_entity(record, iris)
-            a.problems.extend(m.problems)
-            if m.type in TYPES:
-                a.entities.append(m)
-        a.index = CorpusIndex(a.entities)
+        a.index = CorpusIndex(by_path.values())
+        if previous is not None:
+            for path in _affected_stubs(a.index, previous):
+                cached_shacl.pop(path, None)
+                a.problems = [p for p in a.problems if p.path != path]
+                m = fresh(files[path])
+                if m is not None:
+                    by_path[path] = m
+            a.index = CorpusIndex(by_path.values())
+        a.entities = list(by_path.values())
         a.problems.extend(check(a.index))
+    a.cached_shacl = cached_shacl
     if shacl:
         with timer("validate"):
-            outcome = validate(list(a.index.by_id.values()), a.index, iris, workers, want_report)
-            a.problems.extend(_without_duplicates(outcome, a.problems))
+            outcome = validate(a.to_validate(), a.index, iris, workers, want_report)
+            a.take_shacl(outcome)
             a.shacl_report = outcome.report
     return a
 
+
+def _affected_stubs(index: CorpusIndex, previous: dict[str, dict]) -> list[str]:
+    """Paths of unchanged files whose graph or SHACL result depends on an id that changed:
+    appeared, disappeared, changed type, or moved to another file."""
+    before: dict[str, tuple[str, str]] = {}
+    for path in sorted(previous):
+        item = previous[path]
+        before.setdefault(item["id"], (item["type"], path))
+    now = {eid: (e.type, e.path) for eid, e in index.by_id.items()}
+    delta = {eid for eid in before.keys() | now.keys() if before.get(eid) != now.get(eid)}
+    out = []
+    for e in index.by_id.values():
+        if not e.stub:
+            continue
+        if e.id in delta or any(r.target_id in delta for r in (*e.references, *e.mentions)):
+            out.append(e.path)
+    for first, dup in index.duplicates:  # a stub that now loses (or wins) a duplicate id
+        if dup.stub and dup.id in delta:
+            out.append(dup.path)
+    return sorted(set(out))
 
 
 def _without_duplicates(outcome: ShaclOutcome, known: list[Problem]) -> list[Problem]:
@@ -127,6 +199,8 @@ class BuildResult:
     entities_by_type: Counter[str]
     seconds: dict[str, float]
     wall: float          # end-to-end seconds (validation overlaps the load)
+    incremental: bool = False   # built on the previous store, re-reading only changed files
+    rebuilt: int = 0            # entities mapped and validated again
 
 
 class BuildRefused(MgRdfError):
@@ -162,50 +236,52 @@ def _input_date(a: Analysis) -> str | None:
     """When the input was last changed: the commit date, or the newest last_updated."""
     if a.source.provenance.commit_date:
         return a.source.provenance.commit_date
-    newest = None
-    for e in a.entities:
-        for t in e.triples:
-            if t.subject == e.iri and t.predicate.value.endswith("#lastUpdated"):
-                v = t.object.value
-                newest = v if newest is None or v > newest else newest
-    return newest
+    assert a.index is not None
+    dates = [e.last_updated for e in a.index.by_id.values() if e.last_updated]
+    return max(dates) if dates else None
 
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
-          workers: int | None = None, title: str = CORPUS_TITLE,
+          workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
           progress: Progress | None = None) -> BuildResult:
-    """Build ``source`` into a new store at ``store_path`` and swap it in when complete."""
+    """Build ``source`` into a new store at ``store_path`` and swap it in when complete.
+
+    When the store already holds a build of the same corpus made by the same code,
+    only files whose content changed are read again, only what they touch is
+    validated again, and the new store is the previous one (a hard-linked copy)
+    with those files' graphs replaced. ``full=True`` rebuilds everything.
+    """
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    a = analyse(source, iris, shacl=False, progress=progress)
-    if not a.entities:
+    fp = manifest.fingerprint(iris, source.provenance)
+    prev_dir = current_build(store_path) if store_path.is_dir() else None
+    previous = None if full or prev_dir is None else manifest.read(manifest.manifest_path(prev_dir), fp)
+    a = analyse(source, iris, shacl=False, progress=progress, previous=previous)
+    if not a.index or not a.index.by_id:
         raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
-    assert a.index is not None
     timer = _Timer(a.seconds)
     by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
+    fresh_ids = {e.id for e in a.to_validate()}
     # SHACL runs in worker processes while this process loads the store.
     t_validate = time.perf_counter()
-    pending = PendingValidation(list(a.index.by_id.values()), a.index, iris, workers, False)
+    pending = PendingValidation(a.to_validate(), a.index, iris, workers, False)
     try:
         with new_build(store_path) as nb:
             with timer("load"):
-                store = nb.open()
-                load_problems: list[Problem] = []
-
-                def quads() -> Iterator[Quad]:
-                    for eg in entity_graphs(a.index, source.provenance, iris, load_problems):
-                        yield from eg.quads
-                    yield from vocabulary_graph(a.index, iris)
-                    yield from _static_graph(ONTOLOGY_PATH, ONTOLOGY_IRI)
-                    yield from _static_graph(SHAPES_PATH, SHAPES_IRI)
-
-                nb.load(quads())
-                a.problems.extend(load_problems)
+                if previous is not None and prev_dir is not None:
+                    store = nb.open_copy(prev_dir)
+                    for g in _graphs_to_replace(previous, a, iris):
+                        store.remove_graph(g)
+                    nb.load(_changed_quads(a, source, iris, fresh_ids))
+                    nb.link_sources(sources_dir(prev_dir), {e.id for e in a.index.by_id.values() if e.stub})
+                else:
+                    store = nb.open()
+                    nb.load(_all_quads(a, source, iris))
                 for e in a.index.by_id.values():
-                    nb.keep_source(e.id, e.source_text.encode("utf-8"))
-            outcome = pending.result()
+                    if not e.stub:
+                        nb.keep_source(e.id, e.source_text.encode("utf-8"))
+            a.take_shacl(pending.result())
             a.seconds["validate"] = time.perf_counter() - t_validate
-            a.problems.extend(_without_duplicates(outcome, a.problems))
             if strict and (a.violations or a.warnings):
                 raise BuildRefused(a)
             with timer("load"):
@@ -214,7 +290,40 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
                 meta = dataset_graph(facts, iris)
                 meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
                 nb.load(meta)
-                path = nb.commit()
+                path = nb.commit(on_complete=lambda final: manifest.write(
+                    manifest.manifest_path(final), fp,
+                    {p: manifest.entry(m, probs, a.shacl_by_path.get(p, [])) for p, (m, probs) in a.entries.items()}))
     finally:
         pending.cancel()
-    return BuildResult(a, path, triples, by_type, a.seconds, time.perf_counter() - t0)
+    return BuildResult(a, path, triples, by_type, a.seconds, time.perf_counter() - t0,
+                       incremental=previous is not None, rebuilt=len(fresh_ids))
+
+
+# Graphs every build writes again from the whole corpus (cheap), besides the entity graphs.
+def _derived_graphs(iris: DataIris) -> list[NamedNode]:
+    return [NamedNode(iris.vocabulary_graph), NamedNode(iris.dataset_graph), NamedNode(iris.base + "graph/build")]
+
+
+def _graphs_to_replace(previous: dict[str, dict], a: Analysis, iris: DataIris) -> list[NamedNode]:
+    """Graphs of the previous build that this build writes anew: entity graphs whose file
+    changed, went away, or lost its id to another file; and the derived graphs."""
+    assert a.index is not None
+    kept = {eid for eid, e in a.index.by_id.items() if e.stub}
+    old_ids = {item["id"] for item in previous.values()}
+    return [NamedNode(iris.graph(eid)) for eid in sorted(old_ids - kept)] + _derived_graphs(iris)
+
+
+def _changed_quads(a: Analysis, source: CorpusSource, iris: DataIris, fresh_ids: set[str]) -> Iterator[Quad]:
+    assert a.index is not None
+    for eg in entity_graphs(a.index, source.provenance, iris, only=fresh_ids):
+        yield from eg.quads
+    yield from vocabulary_graph(a.index, iris)
+
+
+def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Quad]:
+    assert a.index is not None
+    for eg in entity_graphs(a.index, source.provenance, iris):
+        yield from eg.quads
+    yield from vocabulary_graph(a.index, iris)
+    yield from _static_graph(ONTOLOGY_PATH, ONTOLOGY_IRI)
+    yield from _static_graph(SHAPES_PATH, SHAPES_IRI)

@@ -118,15 +118,16 @@ def _summary(a: Analysis, triples: int | None = None, wall: float | None = None)
 @main.command("build")
 @with_source
 @click.option("--strict", is_flag=True, help="Refuse the build on any violation or warning.")
+@click.option("--full", is_flag=True, help="Rebuild everything, even files unchanged since the last build.")
 @click.option("--workers", type=int, default=None, help="Validation processes (default: one per core, at most 2).")
 @click.option("--all", "show_all", is_flag=True, help="Print every problem, not only the first 50.")
 @store_option
 @base_option
-def build_command(source, rev, commit, repository, strict, workers, show_all, store, base):
+def build_command(source, rev, commit, repository, strict, full, workers, show_all, store, base):
     """Build SOURCE (a corpus folder, git clone or bundle; default: the bundled sample) into the store."""
     try:
         src, title = _open(source, rev, commit, repository)
-        result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title,
+        result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
                        progress=_progress_bar())
     except BuildRefused as e:
         _report(e.analysis.sorted_problems(), None if show_all else 50)
@@ -137,7 +138,8 @@ def build_command(source, rev, commit, repository, strict, workers, show_all, st
     problems = a.sorted_problems()
     if problems:
         _report(problems, None if show_all else 50)
-    click.echo(f"built {result.store_path}: " + _summary(a, result.triples, result.wall))
+    how = f"incremental, {result.rebuilt} entities re-read" if result.incremental else "full"
+    click.echo(f"built {result.store_path} ({how}): " + _summary(a, result.triples, result.wall))
 
 
 @main.command("validate")
@@ -231,3 +233,33 @@ def stats_command(as_json, store, base):
                 click.echo(f"  {k:<14} {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int, help="Request threads.")
+@click.option("--query-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds a /sparql query may run before it is stopped.")
+@click.option("--max-results", default=10_000, show_default=True, type=int,
+              help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
+@click.option("--query-workers", default=2, show_default=True, type=int, help="Processes that run /sparql queries.")
+@click.option("--allow-service", multiple=True, help="A SERVICE endpoint queries may call (repeatable).")
+@store_option
+@base_option
+def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, store, base):
+    """Publish the store over HTTP (building the bundled sample first if there is no store)."""
+    from .store import current_build
+    from .web.serve import serve
+
+    try:
+        if current_build(store) is None:
+            click.echo(f"no store at {store}: building the bundled sample corpus first")
+            src, title = _open(None, None, None, "")
+            result = build(src, store, DataIris(base), title=title)
+            click.echo(f"built {result.store_path}: " + _summary(result.analysis, result.triples, result.wall))
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
+           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": tuple(allow_service)},
+          host=host, port=port, threads=threads)

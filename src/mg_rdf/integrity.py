@@ -48,6 +48,13 @@ def check(index: CorpusIndex) -> list[Problem]:
         problems.extend(_placement(e))
         for ref in e.references:
             problems.extend(_reference(ref, e, index))
+        seen: set[str] = set()
+        for ref in e.mentions:
+            if ref.target_id not in index and ref.target_id not in seen:
+                seen.add(ref.target_id)
+                problems.append(Problem(e.path, ref.line, ref.field,
+                                        "link to an entity that does not exist; not a mention",
+                                        ref.target_id, Severity.WARNING, "dangling-link"))
     problems.extend(_pairs(index))
     return problems
 

@@ -76,6 +76,8 @@ class MappedEntity:
     blob: str = ""
     lines: dict[str, int] = field(default_factory=dict)
     source_text: str = ""       # the file as read (served as text/markdown), not part of the RDF
+    last_updated: str | None = None
+    stub: bool = False          # rebuilt from a build manifest: no triples, no source text
 
     def lines_of(self, field_path: str) -> int | None:
         return line_for(self.lines, field_path)
@@ -193,6 +195,8 @@ class _Mapper:
             self.t.append(Triple(s, P(f.prop), Literal(_scalar_text(value))))
             return
         self.t.append(Triple(s, P(f.prop), _date_literal(d)))
+        if f.name == "last_updated" and s is self.s:
+            self.m.last_updated = d.lexical
 
     def k_date_or_ongoing(self, s: NamedNode, f: Field, path: str, value: Any) -> None:
         if isinstance(value, str) and value.strip().lower() == "ongoing":

@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,6 +92,25 @@ class NewBuild:
         self.store = Store(str(self.tmp))
         return self.store
 
+    def open_copy(self, previous: Path) -> Store:
+        """Start from a copy of a previous build: RocksDB checkpoints hard-link the data
+        files, so this takes milliseconds, and the previous build stays untouched."""
+        try:
+            Store.read_only(str(previous)).backup(str(self.tmp))
+            self.store = Store(str(self.tmp))
+        except OSError as e:
+            raise _disk_error(self.tmp, e) from e
+        return self.store
+
+    def link_sources(self, previous: Path, entity_ids: set[str]) -> None:
+        """Reuse unchanged source files of a previous build (hard links, no copy)."""
+        folder = self.tmp_sources
+        folder.mkdir(exist_ok=True)
+        for eid in entity_ids:
+            src = previous / f"{eid}.md"
+            if src.exists():
+                os.link(src, folder / f"{eid}.md")
+
     @property
     def tmp_sources(self) -> Path:
         return sources_dir(self.tmp)
@@ -111,8 +130,11 @@ class NewBuild:
         except OSError as e:
             raise _disk_error(self.tmp, e) from e
 
-    def commit(self) -> Path:
-        """Flush, close and atomically make this build the current one."""
+    def commit(self, on_complete: Callable[[Path], None] | None = None) -> Path:
+        """Flush, close and atomically make this build the current one.
+
+        ``on_complete(final_dir)`` runs once the build has its final name and before it
+        becomes current (the build manifest is written there)."""
         assert self.store is not None
         try:
             self.store.flush()
@@ -125,6 +147,8 @@ class NewBuild:
         if self.tmp_sources.exists():
             os.rename(self.tmp_sources, sources_dir(final))
         os.rename(self.tmp, final)
+        if on_complete is not None:
+            on_complete(final)
         link_tmp = self.path / f".current-{self.build_id}"
         os.symlink(Path("builds") / self.build_id, link_tmp)
         os.replace(link_tmp, self.path / "current")
@@ -154,13 +178,14 @@ def _fsync_dir(path: Path) -> None:
 def _collect_old_builds(path: Path) -> None:
     builds = path / "builds"
     current = current_build(path)
-    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.suffix != ".sources"),
-                  key=lambda p: p.name)
+    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.is_dir()
+                   and not p.name.endswith(".sources")), key=lambda p: p.name)
     keep = set(done[-KEEP_BUILDS:]) | ({current} if current else set())
     for p in done:
         if p not in keep:
             shutil.rmtree(p, ignore_errors=True)
             shutil.rmtree(sources_dir(p), ignore_errors=True)
+            p.with_name(p.name + ".manifest.json.gz").unlink(missing_ok=True)
 
 
 @contextmanager

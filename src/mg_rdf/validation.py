@@ -157,6 +157,8 @@ class PendingValidation:
         global _JOB
         self.want_report = want_report
         n = workers if workers is not None else min(len(PARTITIONS), os.cpu_count() or 1)
+        if not entities:
+            n = 1  # nothing to check: no worker processes to start
         _JOB = (list(entities), index)
         self.pool: ProcessPoolExecutor | None = None
         if n <= 1:

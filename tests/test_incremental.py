@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from pyoxigraph import Store
 
-from conftest import ROOT, make_corpus
+from conftest import ROOT
 from mg_rdf.build import build
 from mg_rdf.dump import dump_bytes
 from mg_rdf.source import FolderSource

@@ -11,7 +11,7 @@ The default graph of the SPARQL endpoint is the union of all graphs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pyoxigraph import Literal, NamedNode, Quad, Triple
@@ -85,18 +85,26 @@ def _provenance(e: MappedEntity, g: NamedNode, provenance: Provenance) -> list[T
     return out
 
 
-def vocabulary_graph(index: CorpusIndex, iris: DataIris) -> list[Quad]:
+def tag_labels(entities: Iterable[tuple[str, list[str]]], iris: DataIris) -> dict[str, list[str]]:
+    """Tag IRI -> its spellings in first-use order, from (entity id, tags) pairs."""
+    labels: dict[str, list[str]] = {}
+    for _, tags in sorted(entities, key=lambda pair: pair[0]):
+        for label in tags:
+            spellings = labels.setdefault(iris.tag(label), [])
+            if label not in spellings:
+                spellings.append(label)
+    return labels
+
+
+def vocabulary_graph(index: CorpusIndex, iris: DataIris,
+                     labels: dict[str, list[str]] | None = None) -> list[Quad]:
     """The tag scheme: every tag used, as a SKOS concept with its label."""
     g = NamedNode(iris.vocabulary_graph)
     scheme = NamedNode(iris.tag_scheme)
     quads = [Quad(scheme, RDF_TYPE, SKOS_SCHEME, g),
              Quad(scheme, RDFS_LABEL, Literal("Movement Graph tags"), g)]
-    labels: dict[str, list[str]] = {}
-    for e in sorted(index.by_id.values(), key=lambda e: e.id):
-        for label in e.tags:
-            spellings = labels.setdefault(iris.tag(label), [])
-            if label not in spellings:
-                spellings.append(label)
+    if labels is None:
+        labels = tag_labels(((e.id, e.tags) for e in index.by_id.values()), iris)
     for iri in sorted(labels):
         tag = NamedNode(iri)
         first, *others = labels[iri]

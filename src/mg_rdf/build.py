@@ -17,7 +17,7 @@ from pathlib import Path
 from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
 
 from .config import ONTOLOGY_PATH, SHAPES_PATH
-from .assembly import entity_graphs, vocabulary_graph
+from .assembly import entity_graphs, tag_labels, vocabulary_graph
 from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
 from .integrity import CorpusIndex, check
 from .mapping import MappedEntity, map_entity
@@ -26,7 +26,7 @@ from .reader import read_entity
 from .schema import TYPES
 from . import manifest
 from .source import CorpusSource, SourceFile
-from .store import current_build, new_build, sources_dir
+from .store import current_build, new_build
 from .validation import PendingValidation, ShaclOutcome, validate
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 
@@ -48,6 +48,9 @@ class Analysis:
     entries: dict[str, tuple[MappedEntity, list[Problem]]] = field(default_factory=dict)
     cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
     shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
+
+    def shacl_changed(self, path: str) -> bool:
+        return self.shacl_by_path.get(path, []) != self.cached_shacl.get(path, [])
 
     def to_validate(self) -> list[MappedEntity]:
         """The loaded entities SHACL must look at: all but the unchanged ones."""
@@ -124,6 +127,7 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         if result.record is None:
             return None
         m = map_entity(result.record, iris)
+        m.source_data = f.data
         a.problems.extend(m.problems)
         a.entries[f.path] = (m, [*result.problems, *m.problems])
         return m if m.type in TYPES else None
@@ -272,14 +276,14 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
                     store = nb.open_copy(prev_dir)
                     for g in _graphs_to_replace(previous, a, iris):
                         store.remove_graph(g)
-                    nb.load(_changed_quads(a, source, iris, fresh_ids))
-                    nb.link_sources(sources_dir(prev_dir), {e.id for e in a.index.by_id.values() if e.stub})
+                    _replace_vocabulary(store, a, previous, iris)
+                    store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
                 else:
                     store = nb.open()
                     nb.load(_all_quads(a, source, iris))
                 for e in a.index.by_id.values():
                     if not e.stub:
-                        nb.keep_source(e.id, e.source_text.encode("utf-8"))
+                        nb.keep_source(e.blob, e.source_data)
             a.take_shacl(pending.result())
             a.seconds["validate"] = time.perf_counter() - t_validate
             if strict and (a.violations or a.warnings):
@@ -291,17 +295,17 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
                 meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
                 nb.load(meta)
                 path = nb.commit(on_complete=lambda final: manifest.write(
-                    manifest.manifest_path(final), fp,
-                    {p: manifest.entry(m, probs, a.shacl_by_path.get(p, [])) for p, (m, probs) in a.entries.items()}))
+                    manifest.manifest_path(final), fp, _entries(a, previous)),
+                    blobs_of=manifest.blobs_of, optimize=previous is None)
     finally:
         pending.cancel()
     return BuildResult(a, path, triples, by_type, a.seconds, time.perf_counter() - t0,
                        incremental=previous is not None, rebuilt=len(fresh_ids))
 
 
-# Graphs every build writes again from the whole corpus (cheap), besides the entity graphs.
-def _derived_graphs(iris: DataIris) -> list[NamedNode]:
-    return [NamedNode(iris.vocabulary_graph), NamedNode(iris.dataset_graph), NamedNode(iris.base + "graph/build")]
+def _meta_graphs(iris: DataIris) -> list[NamedNode]:
+    """The dataset description and build record: every build writes them anew."""
+    return [NamedNode(iris.dataset_graph), NamedNode(iris.base + "graph/build")]
 
 
 def _graphs_to_replace(previous: dict[str, dict], a: Analysis, iris: DataIris) -> list[NamedNode]:
@@ -310,14 +314,39 @@ def _graphs_to_replace(previous: dict[str, dict], a: Analysis, iris: DataIris) -
     assert a.index is not None
     kept = {eid for eid, e in a.index.by_id.items() if e.stub}
     old_ids = {item["id"] for item in previous.values()}
-    return [NamedNode(iris.graph(eid)) for eid in sorted(old_ids - kept)] + _derived_graphs(iris)
+    return [NamedNode(iris.graph(eid)) for eid in sorted(old_ids - kept)] + _meta_graphs(iris)
+
+
+def _replace_vocabulary(store, a: Analysis, previous: dict[str, dict], iris: DataIris) -> None:
+    """Rewrite the tag scheme graph only when the tags in use changed (they rarely do)."""
+    assert a.index is not None
+    now = tag_labels(((e.id, e.tags) for e in a.index.by_id.values()), iris)
+    winners: dict[str, list[str]] = {}
+    for path in sorted(previous):
+        item = previous[path]
+        if item["type"] in TYPES:
+            winners.setdefault(item["id"], item["tags"])
+    if tag_labels(winners.items(), iris) == now:
+        return
+    store.remove_graph(NamedNode(iris.vocabulary_graph))
+    store.extend(vocabulary_graph(a.index, iris, now))
 
 
 def _changed_quads(a: Analysis, source: CorpusSource, iris: DataIris, fresh_ids: set[str]) -> Iterator[Quad]:
     assert a.index is not None
     for eg in entity_graphs(a.index, source.provenance, iris, only=fresh_ids):
         yield from eg.quads
-    yield from vocabulary_graph(a.index, iris)
+
+
+def _entries(a: Analysis, previous: dict[str, dict] | None) -> dict[str, dict]:
+    """The manifest of this build: unchanged files keep their previous entry as it was."""
+    out = {}
+    for path, (m, problems) in a.entries.items():
+        if m.stub and previous is not None and path in previous and not a.shacl_changed(path):
+            out[path] = previous[path]
+        else:
+            out[path] = manifest.entry(m, problems, a.shacl_by_path.get(path, []))
+    return out
 
 
 def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Quad]:

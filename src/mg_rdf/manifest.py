@@ -1,6 +1,6 @@
 """What a build remembers about each file, so the next build can skip unchanged ones.
 
-A manifest sits beside each build (``builds/<id>.manifest.json.gz``): for every
+A manifest sits beside each build (``builds/<id>.manifest``): for every
 entity file its git blob hash and what reading, mapping and SHACL said about it
 (references, mentions, tags, problems) — everything the whole-corpus steps need,
 without the triples themselves. It is only trusted when its fingerprint matches:
@@ -9,10 +9,9 @@ the same mg-rdf code, shapes, ontology, BASE and corpus provenance.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vo
 
 
 def manifest_path(build_dir: Path) -> Path:
-    return build_dir.with_name(build_dir.name + ".manifest.json.gz")
+    return build_dir.with_name(build_dir.name + ".manifest")
 
 
 def fingerprint(iris: DataIris, provenance: Provenance) -> str:
@@ -77,19 +76,32 @@ def stub(path: str, item: dict[str, Any], iris: DataIris) -> tuple[MappedEntity,
 
 
 def write(path: Path, fp: str, entries: dict[str, dict[str, Any]]) -> None:
+    """Write a manifest (pickled plain data: it is the store's own cache, read by nobody else,
+    and pickle is ~10x faster than JSON here, which matters for a one-file rebuild)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
-        json.dump({"format": FORMAT, "fingerprint": fp, "entities": entries}, fh, separators=(",", ":"))
+    with open(tmp, "wb") as fh:
+        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries}, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
 def read(path: Path, fp: str) -> dict[str, dict[str, Any]] | None:
     """The entries of a manifest written with fingerprint ``fp``, or None."""
-    try:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, EOFError):
-        return None
-    if data.get("format") != FORMAT or data.get("fingerprint") != fp:
+    data = _load(path)
+    if data is None or data.get("fingerprint") != fp:
         return None
     return data["entities"]
+
+
+def blobs_of(build_dir: Path) -> set[str] | None:
+    """The git blobs of the files a build read (None when its manifest is missing)."""
+    data = _load(manifest_path(build_dir))
+    return None if data is None else {item["blob"] for item in data["entities"].values()}

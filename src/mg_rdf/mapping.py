@@ -75,7 +75,7 @@ class MappedEntity:
     name: str | None = None
     blob: str = ""
     lines: dict[str, int] = field(default_factory=dict)
-    source_text: str = ""       # the file as read (served as text/markdown), not part of the RDF
+    source_data: bytes = b""    # the file's bytes (kept beside the store for text/markdown), not RDF
     last_updated: str | None = None
     stub: bool = False          # rebuilt from a build manifest: no triples, no source text
 
@@ -149,7 +149,7 @@ class _Mapper:
         etype = schema.TYPES[type_name]
         self.s = NamedNode(self.iris.entity(entity_id))
         self.m = MappedEntity(entity_id, type_name, self.r.path, self.s, problems=problems, blob=self.r.blob,
-                              lines=self.r.lines, source_text=self.r.text)
+                              lines=self.r.lines)
         self.t = self.m.triples
         self.t.append(Triple(self.s, RDF_TYPE, P(etype.cls)))
         for key, value in data.items():

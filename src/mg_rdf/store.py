@@ -4,7 +4,8 @@ Layout of a store path::
 
     STORE/current        symlink -> builds/<build-id>  (what readers open)
     STORE/builds/<id>/   a complete Oxigraph store
-    STORE/builds/<id>.sources/<entity-id>.md   the source file of each entity, as read
+    STORE/builds/<id>.manifest  what the build read from each file (for the next build)
+    STORE/sources/<git blob hash>  every entity file a kept build read, by content
     STORE/builds/.tmp-*  a build in progress (removed by the next build if left behind)
     STORE/lock           held by a running build
 
@@ -18,6 +19,7 @@ the previous build is kept so a reader that opened it keeps working.
 from __future__ import annotations
 
 import errno
+import re
 import fcntl
 import os
 import shutil
@@ -51,9 +53,9 @@ def current_build(path: Path) -> Path | None:
     return target if target.is_dir() else None
 
 
-def sources_dir(build_dir: Path) -> Path:
-    """Where a build keeps the source Markdown of its entities (served as text/markdown)."""
-    return build_dir.with_name(build_dir.name + ".sources")
+def source_path(store_path: Path, blob: str) -> Path:
+    """Where a build keeps an entity file it read, by git blob hash (served as text/markdown)."""
+    return store_path / "sources" / blob[:2] / blob
 
 
 def open_read_only(path: Path) -> Store:
@@ -102,27 +104,6 @@ class NewBuild:
             raise _disk_error(self.tmp, e) from e
         return self.store
 
-    def link_sources(self, previous: Path, entity_ids: set[str]) -> None:
-        """Reuse unchanged source files of a previous build (hard links, no copy)."""
-        folder = self.tmp_sources
-        folder.mkdir(exist_ok=True)
-        for eid in entity_ids:
-            src = previous / f"{eid}.md"
-            if src.exists():
-                os.link(src, folder / f"{eid}.md")
-
-    @property
-    def tmp_sources(self) -> Path:
-        return sources_dir(self.tmp)
-
-    def keep_source(self, entity_id: str, data: bytes) -> None:
-        """Keep an entity's source file beside the store (ids are checked to be plain names)."""
-        if "/" in entity_id or entity_id in ("", ".", "..") or "\0" in entity_id:
-            return
-        folder = self.tmp_sources
-        folder.mkdir(exist_ok=True)
-        (folder / f"{entity_id}.md").write_bytes(data)
-
     def load(self, quads: Iterable[Quad]) -> None:
         assert self.store is not None
         try:
@@ -130,7 +111,20 @@ class NewBuild:
         except OSError as e:
             raise _disk_error(self.tmp, e) from e
 
-    def commit(self, on_complete: Callable[[Path], None] | None = None) -> Path:
+    def keep_source(self, blob: str, data: bytes) -> None:
+        """Keep an entity file by content; files already kept by an earlier build are shared."""
+        if not re.fullmatch(r"[0-9a-f]{40}", blob):
+            return
+        path = source_path(self.path, blob)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{blob}.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def commit(self, on_complete: Callable[[Path], None] | None = None,
+               blobs_of: Callable[[Path], set[str] | None] | None = None, optimize: bool = True) -> Path:
         """Flush, close and atomically make this build the current one.
 
         ``on_complete(final_dir)`` runs once the build has its final name and before it
@@ -138,14 +132,13 @@ class NewBuild:
         assert self.store is not None
         try:
             self.store.flush()
-            self.store.optimize()
+            if optimize:  # compaction pays off for a full load, not for a few replaced graphs
+                self.store.optimize()
         except OSError as e:
             raise _disk_error(self.tmp, e) from e
         del self.store
         self.store = None
         final = self.path / "builds" / self.build_id
-        if self.tmp_sources.exists():
-            os.rename(self.tmp_sources, sources_dir(final))
         os.rename(self.tmp, final)
         if on_complete is not None:
             on_complete(final)
@@ -153,13 +146,12 @@ class NewBuild:
         os.symlink(Path("builds") / self.build_id, link_tmp)
         os.replace(link_tmp, self.path / "current")
         _fsync_dir(self.path)
-        _collect_old_builds(self.path)
+        _collect_old_builds(self.path, blobs_of)
         return final
 
     def abort(self) -> None:
         self.store = None
         shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.tmp_sources, ignore_errors=True)
 
 
 def _disk_error(where: Path, e: OSError) -> MgRdfError:
@@ -175,17 +167,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _collect_old_builds(path: Path) -> None:
+def _collect_old_builds(path: Path, blobs_of: Callable[[Path], set[str] | None] | None = None) -> None:
+    """Remove all but the newest builds (and the current one), and the kept source files
+    no remaining build read. ``blobs_of(build_dir)`` says which files a build read."""
     builds = path / "builds"
     current = current_build(path)
-    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.is_dir()
-                   and not p.name.endswith(".sources")), key=lambda p: p.name)
+    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.is_dir()),
+                  key=lambda p: p.name)
     keep = set(done[-KEEP_BUILDS:]) | ({current} if current else set())
     for p in done:
         if p not in keep:
             shutil.rmtree(p, ignore_errors=True)
-            shutil.rmtree(sources_dir(p), ignore_errors=True)
-            p.with_name(p.name + ".manifest.json.gz").unlink(missing_ok=True)
+            for side in p.parent.glob(p.name + ".*"):
+                side.unlink(missing_ok=True)
+    if blobs_of is None or not (path / "sources").is_dir():
+        return
+    wanted: set[str] = set()
+    for p in keep:
+        blobs = blobs_of(p)
+        if blobs is None:
+            return  # cannot tell what an old build needs: keep everything
+        wanted |= blobs
+    for f in (path / "sources").glob("*/*"):
+        if f.name not in wanted and not f.name.startswith("."):
+            f.unlink(missing_ok=True)
 
 
 @contextmanager

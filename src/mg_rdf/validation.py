@@ -81,15 +81,20 @@ def _to_rdflib(term: NamedNode | Literal | BlankNode) -> URIRef | RLiteral:
     raise TypeError(f"unexpected term {term!r}")
 
 
-_shapes_text: str | None = None
+_shapes: dict[tuple[str, ...], Graph] = {}
 
 
 def _shapes_graph(types: Sequence[str]) -> Graph:
-    global _shapes_text
-    if _shapes_text is None:
-        _shapes_text = SHAPES_PATH.read_text(encoding="utf-8")
+    """The shapes for one partition (parsed once per process: a watching server reuses it)."""
+    key = tuple(types)
+    if key not in _shapes:
+        _shapes[key] = _partition_shapes(key)
+    return _shapes[key]
+
+
+def _partition_shapes(types: tuple[str, ...]) -> Graph:
     g = Graph()
-    g.parse(data=_shapes_text, format="turtle")
+    g.parse(data=SHAPES_PATH.read_text(encoding="utf-8"), format="turtle")
     keep = {URIRef(MG + schema.TYPES[t].cls) for t in types}
     entity_classes = {URIRef(MG + t.cls) for t in schema.TYPES.values()}
     for shape, _, cls in list(g.triples((None, SH.targetClass, None))):
@@ -149,6 +154,9 @@ def die_with_parent() -> None:
         pass
 
 
+SMALL = 50
+
+
 class PendingValidation:
     """SHACL running in worker processes while the caller does other work (the load)."""
 
@@ -157,8 +165,8 @@ class PendingValidation:
         global _JOB
         self.want_report = want_report
         n = workers if workers is not None else min(len(PARTITIONS), os.cpu_count() or 1)
-        if not entities:
-            n = 1  # nothing to check: no worker processes to start
+        if len(entities) < SMALL:
+            n = 1  # a few entities: starting worker processes costs more than it saves
         _JOB = (list(entities), index)
         self.pool: ProcessPoolExecutor | None = None
         if n <= 1:

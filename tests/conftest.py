@@ -95,3 +95,34 @@ def make_corpus(root: Path, files: dict[str, str | bytes]) -> Path:
         p.write_bytes(content if isinstance(content, bytes) else content.encode())
     (root / "entities").mkdir(parents=True, exist_ok=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def sample_server(sample_build, tmp_path_factory):
+    """`mg-rdf serve` on the sample corpus store, on a free loopback port."""
+    from live_server import start_server
+
+    store = sample_build.store_path.parent.parent
+    server = start_server(store, log_dir=tmp_path_factory.mktemp("logs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def head_server(head_build, tmp_path_factory):
+    """`mg-rdf serve` on the real corpus at HEAD."""
+    from live_server import start_server
+
+    store = head_build.store_path.parent.parent
+    server = start_server(store, log_dir=tmp_path_factory.mktemp("logs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def sample_app(sample_build):
+    """The Flask app over the sample store, for the test client."""
+    from mg_rdf.web import create_app
+
+    app = create_app({"STORE_PATH": sample_build.store_path.parent.parent, "TESTING": True})
+    return app

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from pyoxigraph import Store
 
-from conftest import ROOT, make_corpus
+from conftest import make_corpus
 from mg_rdf.cli import main
 from mg_rdf.store import current_build
 
@@ -156,7 +156,7 @@ def test_strict_build_is_refused_and_the_previous_store_keeps_serving(tmp_path):
     store = tmp_path / "s"
     assert run("build", str(good), "--store", str(store)).exit_code == 0
     before = current_build(store)
-    bad = make_corpus(tmp_path / "bad", {f"entities/campaigns/camp-x.md": entity("camp-x", "campaign",
+    bad = make_corpus(tmp_path / "bad", {"entities/campaigns/camp-x.md": entity("camp-x", "campaign",
                                                                                 lead_orgs=["org-none"])})
     r = run("build", str(bad), "--store", str(store), "--strict")
     assert r.exit_code != 0 and "refused under --strict" in r.output

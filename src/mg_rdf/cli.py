@@ -18,10 +18,10 @@ from .build import Analysis, BuildRefused, analyse, build
 from .config import SAMPLE_CORPUS, SAMPLE_TITLE, base_from_env
 from .dataset import CORPUS_TITLE, stored_attribution
 from .dump import FORMATS, dump_to_path
-from .problems import MgRdfError, Problem, Severity
+from .problems import MgRdfError, Problem
 from .source import DEFAULT_REPOSITORY, open_source
 from .store import default_store_path, open_read_only
-from .vocab import PREFIXES, DataIris, check_base
+from .vocab import DataIris, check_base
 
 
 def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -191,23 +191,45 @@ def dump_command(fmt, compress, out, store, base):
 
 
 @main.command("query")
-@click.argument("sparql")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "xml"]), default=None,
-              help="Output format (default: a table on a terminal, CSV otherwise).")
+@click.argument("sparql", required=False)
+@click.option("--name", "query_name", metavar="NAME", help="Run the named query NAME from queries/ (see --list).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A parameter of the named query (repeatable), checked as the web API checks it.")
+@click.option("--limit", type=int, default=None,
+              help="Rows per page of a paginated named query (default 100, at most 1000).")
+@click.option("--offset", type=int, default=None, help="Rows to skip in a paginated named query.")
+@click.option("--list", "list_queries", is_flag=True, help="List the named queries and their parameters.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "srj", "xml"]), default=None,
+              help="Output format (default: a table on a terminal, CSV otherwise). Named queries: table, csv, "
+                   "json (rows as objects) or srj (SPARQL results JSON).")
 @store_option
 @base_option
-def query_command(sparql, fmt, store, base):
-    """Run a SPARQL query over the store (the default graph is the union of all graphs)."""
+def query_command(sparql, query_name, params, limit, offset, list_queries, fmt, store, base):
+    """Run a SPARQL query over the store (the default graph is the union of all graphs), or a named query."""
+    from .config import QUERIES_DIR
+    from .named_queries import cli_list, cli_run
     from .querying import format_results, run_query
 
+    if list_queries:
+        click.echo(cli_list(QUERIES_DIR), nl=False)
+        return
+    if (sparql is None) == (query_name is None):
+        raise click.UsageError("give a SPARQL query or --name NAME (mg-rdf query --list shows the names)")
+    if sparql is not None and (params or limit is not None or offset is not None):
+        raise click.UsageError("--param, --limit and --offset go with --name")
+    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     try:
         s = open_read_only(store)
-        result = run_query(s, sparql, base)
+        if query_name:
+            out, note = cli_run(s, QUERIES_DIR, query_name, params, fmt, DataIris(base), limit, offset)
+        else:
+            out, note = format_results(run_query(s, sparql, base), "json" if fmt == "srj" else fmt), None
     except MgRdfError as e:
         raise click.ClickException(str(e)) from None
-    fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
-    sys.stdout.buffer.write(format_results(result, fmt))
+    sys.stdout.buffer.write(out)
     sys.stdout.flush()
+    if note:
+        click.echo(note, err=True)   # e.g. "rows 1-100 of 783; next page: --offset 100"
 
 
 @main.command("stats")
@@ -238,7 +260,8 @@ def stats_command(as_json, store, base):
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int, help="Request threads.")
+@click.option("--threads", default=16, show_default=True, type=int,
+              help="Request threads (more than the query workers, so pages answer while queries wait).")
 @click.option("--query-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a /sparql query may run before it is stopped.")
 @click.option("--max-results", default=10_000, show_default=True, type=int,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .problems import MgRdfError, Problem, Severity
+from .problems import MgRdfError, Problem
 
 ENTITY_ROOT = "entities"
 AUDIT_ROOT = "audits"

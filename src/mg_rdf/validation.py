@@ -120,11 +120,24 @@ def _data_graph(entities: Sequence[MappedEntity], index: CorpusIndex, iris: Data
     return g
 
 
-def _validate_partition(types: tuple[str, ...], base: str, want_report: bool) -> tuple[list[Problem], str | None]:
+CHUNK = 2000   # entities per pyshacl run: bounds a worker's memory on a large corpus
+
+
+def _jobs(entities: Sequence[MappedEntity]) -> list[tuple[tuple[str, ...], int]]:
+    """(partition, chunk number) pairs covering every entity."""
+    jobs = []
+    for types in PARTITIONS:
+        n = sum(1 for e in entities if e.type in types)
+        jobs += [(types, k) for k in range(max(1, -(-n // CHUNK)))]
+    return jobs
+
+
+def _validate_partition(types: tuple[str, ...], base: str, want_report: bool,
+                        chunk: int = 0) -> tuple[list[Problem], str | None]:
     assert _JOB is not None
     entities, index = _JOB
     iris = DataIris(base)
-    mine = [e for e in entities if e.type in types]
+    mine = sorted((e for e in entities if e.type in types), key=lambda e: e.id)[chunk * CHUNK:(chunk + 1) * CHUNK]
     if not mine:
         return [], None
     data = _data_graph(mine, index, iris)
@@ -171,7 +184,7 @@ class PendingValidation:
         self.pool: ProcessPoolExecutor | None = None
         if n <= 1:
             try:
-                self.parts = [_validate_partition(t, iris.base, want_report) for t in PARTITIONS]
+                self.parts = [_validate_partition(t, iris.base, want_report, k) for t, k in _jobs(entities)]
             finally:
                 _JOB = None
             return
@@ -180,7 +193,8 @@ class PendingValidation:
             # context all workers start at the first submit, so _JOB can be cleared after.
             self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
                                             initializer=die_with_parent)
-            self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report) for t in PARTITIONS]
+            self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report, k)
+                            for t, k in _jobs(entities)]
         finally:
             _JOB = None
 

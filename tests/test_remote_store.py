@@ -1,0 +1,76 @@
+"""A remote SPARQL 1.1 server as the store: a real `oxigraph serve` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from pyoxigraph import Literal, NamedNode, Quad, QuerySolutions
+
+from live_server import free_port
+from mg_rdf.remote import RemoteStore, update_endpoint_for
+
+_beside = Path(sys.executable).parent / "oxigraph"   # installed with the [test] extra, in the same venv
+OXIGRAPH = str(_beside) if _beside.exists() else shutil.which("oxigraph")
+G1 = NamedNode("https://w3id.org/movement-graph/graph/a")
+G2 = NamedNode("https://w3id.org/movement-graph/graph/b")
+S = NamedNode("https://w3id.org/movement-graph/id/a")
+P = NamedNode("https://w3id.org/movement-graph/ontology#name")
+
+
+@pytest.fixture(scope="module")
+def oxigraph_server(tmp_path_factory):
+    if OXIGRAPH is None:
+        pytest.fail("the oxigraph CLI (PyPI package oxigraph, in the [test] extra) is missing")
+    port = free_port()
+    proc = subprocess.Popen([OXIGRAPH, "serve", "--location", str(tmp_path_factory.mktemp("ox")),
+                             "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/query"
+    for _ in range(100):
+        try:
+            requests.get(url, params={"query": "ASK {}"}, timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_update_endpoint_follows_the_query_endpoint():
+    assert update_endpoint_for("http://h:7878/query") == "http://h:7878/update"
+    assert update_endpoint_for("http://h/fuseki/ds/query") == "http://h/fuseki/ds/update"
+
+
+def test_replace_graphs_then_read_back_like_a_local_store(oxigraph_server):
+    store = RemoteStore(oxigraph_server)
+    store.replace_graphs([], [Quad(S, P, Literal("A"), G1), Quad(S, P, Literal("B é \"quoted\""), G2)])
+    assert len(store) == 2
+    assert {g.value for g in store.named_graphs()} == {G1.value, G2.value}
+    rows = store.query("SELECT ?o WHERE { ?s mg:name ?o } ORDER BY ?o", use_default_graph_as_union=True,
+                       prefixes={"mg": "https://w3id.org/movement-graph/ontology#"})
+    assert isinstance(rows, QuerySolutions)
+    assert [r["o"].value for r in rows] == ["A", 'B é "quoted"']
+    assert [q.graph_name for q in store.quads_for_pattern(S, P, Literal("A"), None)] == [G1]
+    # one graph replaced, the other untouched: in one update request
+    store.replace_graphs([G1], [Quad(S, P, Literal("A2"), G1)])
+    assert sorted(q.object.value for q in store.quads_for_pattern(S, None, None, None)) == ["A2", 'B é "quoted"']
+    triples = list(store.query("CONSTRUCT WHERE { ?s ?p ?o }", use_default_graph_as_union=True))
+    assert len(triples) == 2
+
+
+def test_a_syntax_error_is_a_syntax_error(oxigraph_server):
+    with pytest.raises(SyntaxError):
+        RemoteStore(oxigraph_server).query("SELECT WHERE {")
+
+
+def test_an_unreachable_store_is_a_clear_error():
+    from mg_rdf.problems import MgRdfError
+
+    with pytest.raises(MgRdfError, match="cannot be reached"):
+        RemoteStore(f"http://127.0.0.1:{free_port()}/query", timeout=2).query("ASK {}")

@@ -1,0 +1,158 @@
+"""The benchmark suite: build stages at 1x, 10x and 100x the real corpus, incremental
+rebuilds, memory, store size, and /sparql side by side with `oxigraph serve`.
+
+    .venv/bin/python benchmarks/suite.py                    # sizes 1 and 10, HTTP 5 s per row
+    .venv/bin/python benchmarks/suite.py --sizes 1,10,100   # the 100x corpus too (long: see docs)
+    .venv/bin/python benchmarks/suite.py --quick            # the real corpus only, a few seconds of HTTP
+    .venv/bin/python benchmarks/suite.py --json out.json
+
+Each build runs in a fresh process (so its peak memory is its own) and reports
+per-stage seconds: read, parse (YAML + mapping of each file), map (whole-corpus
+checks), validate (SHACL in worker processes, overlapping the load), load, and
+total wall time; then a dump (N-Quads, gzip) and an incremental rebuild after
+editing one entity. Synthetic corpora come from benchmarks/multiply_corpus.py.
+The HTTP part is benchmarks/http_bench.py's, on the real corpus. Nothing here
+asserts a time: the machine is shared and noisy; compare columns of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import http_bench  # noqa: E402
+from multiply_corpus import multiply  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "movement-graph"
+
+# Runs in the child process: one full build, a dump, one incremental rebuild.
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from pyoxigraph import Store
+from mg_rdf.build import build
+from mg_rdf.dataset import stored_attribution
+from mg_rdf.dump import dump_to_path
+from mg_rdf.source import FolderSource
+from mg_rdf.vocab import DataIris
+
+corpus, store = Path(sys.argv[1]), Path(sys.argv[2])
+iris = DataIris()
+r = build(FolderSource(corpus), store, iris, full=True)
+out = {"stages": dict(r.seconds), "wall": r.wall, "triples": r.triples, "entities": sum(r.entities_by_type.values()),
+       "violations": r.analysis.violations, "warnings": r.analysis.warnings,
+       "store_bytes": sum(f.stat().st_size for f in r.store_path.iterdir())}
+s = Store.read_only(str(r.store_path))
+t = time.perf_counter()
+dump_to_path(s, "nq", store.parent / "dump.nq.gz", iris, stored_attribution(s, iris), True)
+out["dump"] = time.perf_counter() - t
+del s
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["worker_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+edited = sorted((corpus / "entities" / "organizations").glob("*.md"))[0]
+text = edited.read_text()
+edited.write_text(text.replace("\nname: ", "\nname: Edited ", 1))
+try:
+    inc = build(FolderSource(corpus), store, iris)
+    out["incremental"] = {"wall": inc.wall, "rebuilt": inc.rebuilt, "stages": dict(inc.seconds)}
+finally:
+    edited.write_text(text)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_build(corpus: Path, work: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(corpus), str(work / "store")],
+                          capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"the build of {corpus} failed:\n{proc.stderr[-3000:]}")
+
+
+def build_table(results: dict[int, dict]) -> str:
+    stages = ("read", "parse", "map", "validate", "load")
+    rows = [["corpus", "entities", "triples", *stages, "total", "dump", "incremental (1 edit)",
+             "peak RSS MB (main / workers)", "store MB"]]
+    for size, r in results.items():
+        st = r["stages"]
+        rows.append([f"{size}x", str(r["entities"]), str(r["triples"]), *(f"{st.get(s, 0):.2f}" for s in stages),
+                     f"{r['wall']:.2f}", f"{r['dump']:.2f}",
+                     f"{r['incremental']['wall']:.3f} s ({r['incremental']['rebuilt']} re-read)",
+                     f"{r['peak_rss_mb']:.0f} / {r['worker_peak_rss_mb']:.0f}", f"{r['store_bytes'] / 1e6:.0f}"])
+    return http_bench.table(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--sizes", default="1,10", help="comma-separated multiples of the corpus (1,10,100)")
+    ap.add_argument("--quick", action="store_true", help="the real corpus only, 1 s per HTTP row")
+    ap.add_argument("--seconds", type=float, default=5.0, help="HTTP load time per row")
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if not (args.corpus / "entities").is_dir():
+        print(f"no corpus at {args.corpus}", file=sys.stderr)
+        return 2
+    sizes = [1] if args.quick else [int(x) for x in args.sizes.split(",")]
+    results: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="mg-suite-") as tmp:
+        tmp_path = Path(tmp)
+        for size in sizes:
+            work = tmp_path / f"x{size}"
+            work.mkdir()
+            corpus = work / "corpus"
+            t0 = time.perf_counter()
+            multiply(args.corpus, corpus, size)
+            print(f"{size}x corpus written in {time.perf_counter() - t0:.1f} s; building …", flush=True)
+            results[size] = run_build(corpus, work)
+            print(build_table({size: results[size]}), flush=True)
+        http = None
+        if not args.no_http:
+            store = tmp_path / "x1" / "store" if 1 in results else None
+            if store is None:
+                print("HTTP figures need size 1", file=sys.stderr)
+            else:
+                http = run_http(store, 1.0 if args.quick else args.seconds, tmp_path)
+    print(f"\nmg-rdf benchmark suite, {os.cpu_count()} CPUs, seconds unless stated\n")
+    print(build_table(results))
+    if http:
+        print()
+        http_bench.report(http, 1.0 if args.quick else args.seconds, 8, Path("."), None)
+    if args.json:
+        args.json.write_text(json.dumps({"builds": results, "http": http}, indent=2) + "\n")
+    return 0
+
+
+def run_http(store: Path, seconds: float, tmp_path: Path) -> dict:
+    oxigraph = str(Path(sys.executable).parent / "oxigraph")
+    build_dir = (store / "current").resolve()
+    port = http_bench.free_port()
+    ours, ours_url = http_bench.start("mg-rdf", [sys.executable, "-c", "from mg_rdf.cli import main; main()", "serve",
+                                                 "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
+                                      "/sparql?query=ASK%20%7B%7D", tmp_path, port)
+    try:
+        port = http_bench.free_port()
+        oxi, oxi_url = http_bench.start("oxigraph", [oxigraph, "serve-read-only", "--location", str(build_dir),
+                                                     "--bind", f"127.0.0.1:{port}", "--union-default-graph"],
+                                        "/query?query=ASK%20%7B%7D", tmp_path, port)
+        try:
+            return http_bench.run_all(ours_url, oxi_url, seconds, 8)
+        finally:
+            http_bench.stop(oxi)
+    finally:
+        http_bench.stop(ours)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,18 @@ allow *before* evaluation. Two functions hold the decision:
 
 The address check resolves names when the query arrives; pyoxigraph resolves
 them again when it connects. Allow-list only hosts you trust not to rebind.
+pyoxigraph does not follow redirects from a SERVICE endpoint (a redirect is an
+error), so an allowed endpoint cannot bounce the call to another address.
+
+- ``cap_service_results(query_text, limit)`` bounds what a SERVICE call may
+  bring back. pyoxigraph sends the SERVICE pattern as it is (without the
+  bindings of the rest of the query) and reads every row the endpoint returns,
+  so each ``SERVICE <e> { P }`` is rewritten to
+  ``{ SELECT * WHERE { SERVICE <e> { SELECT * WHERE { P } LIMIT n } } LIMIT n }``:
+  the inner LIMIT asks the remote endpoint for no more than n rows (it does
+  less work), the outer one is applied here, so an endpoint that ignores the
+  LIMIT still cannot send more. The rewrite only adds braces and keywords
+  around each SERVICE clause, found by the same scan that counts the keyword.
 """
 
 from __future__ import annotations
@@ -197,3 +209,49 @@ def _codepoint(hex_digits: str) -> str:
         return chr(int(hex_digits, 16))
     except ValueError:
         return "\ufffd"
+
+
+_CAP_TOKENS = re.compile(rf"(?P<skip>{_NOT_CODE.pattern})|(?P<service>{_SERVICE_KEYWORD.pattern})|(?P<open>\{{)"
+                         r"|(?P<close>\})", re.IGNORECASE | re.DOTALL)
+
+
+def cap_service_results(query_text: str, limit: int) -> str:
+    """``query_text`` with every SERVICE clause limited to ``limit`` rows, asked of the remote
+    endpoint and enforced locally; unchanged when the query calls no SERVICE. Raises
+    ``ServiceRefused`` when the clauses cannot be delimited with certainty."""
+    lowered = query_text.lower()
+    if "service" not in lowered and "\\u" not in lowered:
+        return query_text
+    decoded = _CODEPOINT.sub(lambda m: _codepoint(m.group(1) or m.group(2)), query_text) if "\\u" in lowered \
+        else query_text
+    expected = service_keywords(decoded)
+    if expected == 0:
+        return query_text
+    n = max(0, int(limit))
+    out: list[str] = []
+    last, awaiting, found = 0, False, 0
+    stack: list[bool] = []   # for each open brace: does it open a SERVICE body?
+    for m in _CAP_TOKENS.finditer(query_text):
+        kind = m.lastgroup
+        if kind == "service":
+            if awaiting:
+                break   # two SERVICE keywords before a body: not a query this scan understands
+            out += [query_text[last:m.start()], "{ SELECT * WHERE { "]
+            last, awaiting = m.start(), True
+            found += 1
+        elif kind == "open":
+            stack.append(awaiting)
+            if awaiting:
+                out += [query_text[last:m.end()], " SELECT * WHERE { "]
+                last, awaiting = m.end(), False
+        elif kind == "close":
+            if not stack:
+                break
+            if stack.pop():
+                out += [query_text[last:m.start()], f" }} LIMIT {n} }}", f" }} LIMIT {n} }}"]
+                last = m.end()
+    else:
+        if not awaiting and not stack and found == expected == service_keywords(query_text):
+            return "".join(out) + query_text[last:]
+    raise ServiceRefused("SERVICE is refused: its clauses could not be delimited to apply the limit on "
+                         "remote results")

@@ -191,6 +191,26 @@ class GitSource(CorpusSource):
     def commit_of(self, rev: str) -> str:
         return self._git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
 
+    def renames_since(self, old_commit: str, root: str = ENTITY_ROOT) -> list[tuple[str, str, int]]:
+        """(old path, new path, similarity %) of the files git sees renamed under ``root``
+        between ``old_commit`` and this source's commit (``git diff -M``)."""
+        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "diff", "-M", "--name-status", "-z",
+                              old_commit, self.provenance.commit or "HEAD", "--", root],
+                             capture_output=True)
+        if out.returncode != 0:
+            raise MgRdfError(f"git diff {old_commit[:7]}: {out.stderr.decode(errors='replace').strip()}")
+        fields = out.stdout.decode("utf-8", errors="surrogateescape").split("\0")
+        renames, i = [], 0
+        while i < len(fields) and fields[i]:
+            status = fields[i]
+            if status[0] in "RC":
+                if status[0] == "R":
+                    renames.append((fields[i + 1], fields[i + 2], int(status[1:] or 100)))
+                i += 3
+            else:
+                i += 2
+        return renames
+
 
 def _git_dir_for(location: Path, cache_dir: Path | None) -> Path:
     """The git directory to read: the repository's own, or a bare mirror of a bundle."""

@@ -5,14 +5,16 @@ Layout of a store path::
     STORE/current        symlink -> builds/<build-id>  (what readers open)
     STORE/builds/<id>/   a complete Oxigraph store
     STORE/builds/<id>.manifest  what the build read from each file (for the next build)
+    STORE/builds/<id>.pins/      the build's other pins, one Oxigraph dir each (see pins.py)
     STORE/sources/<git blob hash>  every entity file a kept build read, by content
     STORE/builds/.tmp-*  a build in progress (removed by the next build if left behind)
     STORE/lock           held by a running build
 
 A build writes a new Oxigraph directory and only when it is complete renames it
 into ``builds/`` and replaces the ``current`` symlink with ``os.replace`` (an
-atomic rename). A build that fails or is killed at any point leaves ``current``
-pointing at the previous, intact store. Readers hold the directory they opened;
+atomic rename). A build of several pins writes every pin before that rename, so
+the pins of one build become current together. A build that fails or is killed at
+any point leaves ``current`` pointing at the previous, intact store. Readers hold the directory they opened;
 the previous build is kept so a reader that opened it keeps working.
 """
 
@@ -79,29 +81,27 @@ def _lock(path: Path) -> Iterator[None]:
         yield
 
 
-class NewBuild:
-    """A store being built: write quads, then ``commit()`` to swap it in, or ``abort()``."""
+class StoreWriter:
+    """One Oxigraph database being written: a fresh one, or a copy of an earlier one."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        # sortable by time, unique even for two builds in one second of one process
-        self.build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.tmp = path / "builds" / f".tmp-{self.build_id}"
+    def __init__(self, directory: Path):
+        self.directory = directory
         self.store: Store | None = None
 
     def open(self) -> Store:
-        self.tmp.mkdir(parents=True)
-        self.store = Store(str(self.tmp))
+        self.directory.mkdir(parents=True)
+        self.store = Store(str(self.directory))
         return self.store
 
     def open_copy(self, previous: Path) -> Store:
         """Start from a copy of a previous build: RocksDB checkpoints hard-link the data
         files, so this takes milliseconds, and the previous build stays untouched."""
         try:
-            Store.read_only(str(previous)).backup(str(self.tmp))
-            self.store = Store(str(self.tmp))
+            self.directory.parent.mkdir(parents=True, exist_ok=True)
+            Store.read_only(str(previous)).backup(str(self.directory))
+            self.store = Store(str(self.directory))
         except OSError as e:
-            raise _disk_error(self.tmp, e) from e
+            raise _disk_error(self.directory, e) from e
         return self.store
 
     def load(self, quads: Iterable[Quad]) -> None:
@@ -109,7 +109,55 @@ class NewBuild:
         try:
             self.store.bulk_extend(quads)
         except OSError as e:
-            raise _disk_error(self.tmp, e) from e
+            raise _disk_error(self.directory, e) from e
+
+    def close(self, optimize: bool = True) -> None:
+        """Flush (and compact) the database and let go of it."""
+        if self.store is None:
+            return
+        try:
+            self.store.flush()
+            if optimize:  # compaction pays off for a full load, not for a few replaced graphs
+                self.store.optimize()
+        except OSError as e:
+            raise _disk_error(self.directory, e) from e
+        self.store = None
+
+
+class NewBuild:
+    """A store being built: write quads, then ``commit()`` to swap it in, or ``abort()``.
+
+    ``open``/``open_copy``/``load`` write the current pin (``builds/<id>``); ``pin(key)``
+    gives a writer for another pin of the same build (``builds/<id>.pins/<key>``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        # sortable by time, unique even for two builds in one second of one process
+        self.build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.tmp = path / "builds" / f".tmp-{self.build_id}"
+        self.pins_tmp = path / "builds" / f".tmp-{self.build_id}.pins"
+        self.main = StoreWriter(self.tmp)
+        self.pins: dict[str, StoreWriter] = {}
+
+    @property
+    def store(self) -> Store | None:
+        return self.main.store
+
+    def open(self) -> Store:
+        return self.main.open()
+
+    def open_copy(self, previous: Path) -> Store:
+        return self.main.open_copy(previous)
+
+    def load(self, quads: Iterable[Quad]) -> None:
+        self.main.load(quads)
+
+    def pin(self, key: str) -> StoreWriter:
+        """The writer of another pin of this build, in its own Oxigraph directory."""
+        if key not in self.pins:
+            self.pins_tmp.mkdir(parents=True, exist_ok=True)
+            self.pins[key] = StoreWriter(self.pins_tmp / key)
+        return self.pins[key]
 
     def keep_source(self, blob: str, data: bytes) -> None:
         """Keep an entity file by content; files already kept by an earlier build are shared."""
@@ -125,21 +173,18 @@ class NewBuild:
 
     def commit(self, on_complete: Callable[[Path], None] | None = None,
                blobs_of: Callable[[Path], set[str] | None] | None = None, optimize: bool = True) -> Path:
-        """Flush, close and atomically make this build the current one.
+        """Flush, close and atomically make this build (all its pins) the current one.
 
         ``on_complete(final_dir)`` runs once the build has its final name and before it
         becomes current (the build manifest is written there)."""
-        assert self.store is not None
-        try:
-            self.store.flush()
-            if optimize:  # compaction pays off for a full load, not for a few replaced graphs
-                self.store.optimize()
-        except OSError as e:
-            raise _disk_error(self.tmp, e) from e
-        del self.store
-        self.store = None
+        assert self.main.store is not None
+        self.main.close(optimize)
+        for writer in self.pins.values():
+            writer.close(optimize=False)   # each pin was closed (and compacted) when complete
         final = self.path / "builds" / self.build_id
         os.rename(self.tmp, final)
+        if self.pins_tmp.exists():
+            os.rename(self.pins_tmp, final.with_name(final.name + ".pins"))
         if on_complete is not None:
             on_complete(final)
         link_tmp = self.path / f".current-{self.build_id}"
@@ -150,8 +195,11 @@ class NewBuild:
         return final
 
     def abort(self) -> None:
-        self.store = None
+        self.main.store = None
+        for writer in self.pins.values():
+            writer.store = None
         shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.pins_tmp, ignore_errors=True)
 
 
 def _disk_error(where: Path, e: OSError) -> MgRdfError:
@@ -172,14 +220,17 @@ def _collect_old_builds(path: Path, blobs_of: Callable[[Path], set[str] | None] 
     no remaining build read. ``blobs_of(build_dir)`` says which files a build read."""
     builds = path / "builds"
     current = current_build(path)
-    done = sorted((p for p in builds.iterdir() if not p.name.startswith(".") and p.is_dir()),
-                  key=lambda p: p.name)
+    # a build is a directory named by its id (no dot); <id>.manifest, <id>.pins/ sit beside it
+    done = sorted((p for p in builds.iterdir() if "." not in p.name and p.is_dir()), key=lambda p: p.name)
     keep = set(done[-KEEP_BUILDS:]) | ({current} if current else set())
     for p in done:
         if p not in keep:
             shutil.rmtree(p, ignore_errors=True)
             for side in p.parent.glob(p.name + ".*"):
-                side.unlink(missing_ok=True)
+                if side.is_dir() and not side.is_symlink():
+                    shutil.rmtree(side, ignore_errors=True)
+                else:
+                    side.unlink(missing_ok=True)
     if blobs_of is None or not (path / "sources").is_dir():
         return
     wanted: set[str] = set()

@@ -6,14 +6,17 @@ import pytest
 from rdflib import OWL, RDF, RDFS, SH, Graph, URIRef
 
 from mg_rdf import schema
-from mg_rdf.config import ONTOLOGY_PATH, SHAPES_PATH
+from mg_rdf.config import ONTOLOGY_FILES, SHAPES_PATH
 
 MG = "https://w3id.org/movement-graph/ontology#"
 
 
 @pytest.fixture(scope="module")
 def ontology() -> Graph:
-    return Graph().parse(ONTOLOGY_PATH)
+    g = Graph()
+    for path in ONTOLOGY_FILES:   # mg.ttl and the audit and change vocabularies
+        g.parse(path)
+    return g
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The ontology and shapes pages, the dumps and /.well-known/void.
 
-What the pages must document is read here from ontology/mg.ttl and
-shapes/mg-shapes.ttl with rdflib, independently of the app (which reads the
+What the pages must document is read here from ontology/*.ttl and
+shapes/*.ttl with rdflib, independently of the app (which reads the
 store's copy with pyoxigraph).
 """
 
@@ -19,7 +19,7 @@ from pyoxigraph import Dataset, NamedNode, RdfFormat, Store, parse
 from rdflib.compare import isomorphic
 from rdflib.namespace import OWL, RDF, RDFS, SKOS
 
-from mg_rdf.config import ONTOLOGY_PATH, SHAPES_PATH
+from mg_rdf.config import ONTOLOGY_FILES, SHAPES_FILES
 
 MG = "https://w3id.org/movement-graph/ontology#"
 MGSH = "https://w3id.org/movement-graph/shapes#"
@@ -35,12 +35,18 @@ DUMP_FORMATS = {"ttl": RdfFormat.TURTLE, "nt": RdfFormat.N_TRIPLES, "nq": RdfFor
 
 @pytest.fixture(scope="module")
 def ontology_file() -> rdflib.Graph:
-    return rdflib.Graph().parse(ONTOLOGY_PATH)
+    g = rdflib.Graph()
+    for path in ONTOLOGY_FILES:   # mg.ttl and the audit and change vocabularies
+        g.parse(path)
+    return g
 
 
 @pytest.fixture(scope="module")
 def shapes_file() -> rdflib.Graph:
-    return rdflib.Graph().parse(SHAPES_PATH)
+    g = rdflib.Graph()
+    for path in SHAPES_FILES:
+        g.parse(path)
+    return g
 
 
 def declared_terms(g: rdflib.Graph) -> set[str]:
@@ -105,7 +111,7 @@ def test_ontology_serialisations_are_the_file_graph(sample_app, ontology_file, e
     for r in (by_ext, by_accept):
         assert r.status_code == 200 and r.mimetype == MEDIA[ext]
         served = rdflib.Graph().parse(data=r.data, format=RDFLIB_FORMATS[ext])
-        assert isomorphic(served, ontology_file), f"/ontology as {ext} is not the graph of ontology/mg.ttl"
+        assert isomorphic(served, ontology_file), f"/ontology as {ext} is not the graph of the ontology files"
     assert by_accept.data == by_ext.data
     assert "Accept" in by_accept.headers["Vary"]
     assert by_accept.headers["Content-Location"] == f"/ontology.{ext}"

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
 
-from .config import ONTOLOGY_PATH, SHAPES_PATH
+from .audits import audit_graphs
+from .config import ONTOLOGY_FILES, SHAPES_FILES
+from .wikidata_links import LINKS_PATH, link_problems, linkset_graph, sameas_quads
 from .assembly import entity_graphs, tag_labels, vocabulary_graph
 from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
 from .integrity import CorpusIndex, check
@@ -24,9 +26,9 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem, Severity
 from .reader import read_entity
 from .schema import TYPES
-from . import manifest
+from . import manifest, pins
 from .source import CorpusSource, SourceFile
-from .store import current_build, new_build
+from .store import StoreWriter, current_build, new_build
 from .validation import PendingValidation, ShaclOutcome, validate
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 
@@ -48,6 +50,7 @@ class Analysis:
     entries: dict[str, tuple[MappedEntity, list[Problem]]] = field(default_factory=dict)
     cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
     shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
+    audit_quads: list[Quad] = field(default_factory=list)
 
     def shacl_changed(self, path: str) -> bool:
         return self.shacl_by_path.get(path, []) != self.cached_shacl.get(path, [])
@@ -159,6 +162,10 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
             a.index = CorpusIndex(by_path.values())
         a.entities = list(by_path.values())
         a.problems.extend(check(a.index))
+        a.problems.extend(link_problems(a.index, LINKS_PATH))
+    with timer("audits"):
+        # audit graphs are made whole each time: staleness depends on every entity's blob
+        a.audit_quads = list(audit_graphs(source, a.index, iris, a.problems))
     a.cached_shacl = cached_shacl
     if shacl:
         with timer("validate"):
@@ -216,12 +223,11 @@ class BuildRefused(MgRdfError):
                          f"{analysis.warnings} warning(s); the previous store is unchanged")
 
 
-def _static_graph(path: Path, graph: str) -> Iterator[Quad]:
-    """A Turtle file as one named graph, its blank nodes relabelled in file order so that two
-    builds store (and dump) the same labels."""
+def _static_graph(path: Path, graph: str, prefix: str) -> Iterator[Quad]:
+    """A Turtle file into a named graph, its blank nodes relabelled ``{prefix}1``… in file order
+    so that two builds store (and dump) the same labels."""
     g = NamedNode(graph)
     labels: dict[str, BlankNode] = {}
-    prefix = "o" if graph == ONTOLOGY_IRI else "s"
 
     def stable(term):
         if isinstance(term, BlankNode):
@@ -236,6 +242,14 @@ def _static_graph(path: Path, graph: str) -> Iterator[Quad]:
             yield Quad(stable(q.subject), q.predicate, stable(q.object), g)
 
 
+def _vocabularies() -> Iterator[Quad]:
+    """The ontology files into the ontology graph and the shapes files into the shapes graph."""
+    for i, path in enumerate(ONTOLOGY_FILES):
+        yield from _static_graph(path, ONTOLOGY_IRI, f"o{i}_" if i else "o")
+    for i, path in enumerate(SHAPES_FILES):
+        yield from _static_graph(path, SHAPES_IRI, f"s{i}_" if i else "s")
+
+
 def _input_date(a: Analysis) -> str | None:
     """When the input was last changed: the commit date, or the newest last_updated."""
     if a.source.provenance.commit_date:
@@ -243,6 +257,22 @@ def _input_date(a: Analysis) -> str | None:
     assert a.index is not None
     dates = [e.last_updated for e in a.index.by_id.values() if e.last_updated]
     return max(dates) if dates else None
+
+
+@dataclass
+class PinLoad:
+    """One pin loaded into its database (not yet swapped in)."""
+
+    analysis: Analysis
+    triples: int
+    by_type: Counter[str]
+    fingerprint: str
+    previous: dict[str, dict] | None    # the manifest entries it was built on, when incremental
+    rebuilt: int
+    seconds: float
+
+    def manifest_entries(self) -> dict[str, dict]:
+        return _entries(self.analysis, self.previous)
 
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
@@ -255,11 +285,57 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     validated again, and the new store is the previous one (a hard-linked copy)
     with those files' graphs replaced. ``full=True`` rebuilds everything.
     """
+    t0 = time.perf_counter()
+    prev_dir = current_build(store_path) if store_path.is_dir() else None
+    with new_build(store_path) as nb:
+        pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
+                       strict=strict, workers=workers, title=title, full=full, progress=progress)
+        path = nb.commit(on_complete=lambda final: manifest.write(
+            manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries()),
+            blobs_of=blobs_of_build, optimize=pin.previous is None)
+    return BuildResult(pin.analysis, path, pin.triples, pin.by_type, pin.analysis.seconds,
+                       time.perf_counter() - t0, incremental=pin.previous is not None, rebuilt=pin.rebuilt)
+
+
+def previous_build_for(prev_dir: Path | None, source: CorpusSource) -> Path | None:
+    """The database of the previous build to start from: the pin of the same commit when the
+    previous build has several pins, else its current one (the manifest decides if it fits)."""
+    if prev_dir is None:
+        return None
+    index = pins.read_index(prev_dir)
+    commit = source.provenance.commit
+    if index is not None and commit:
+        for p in index.pins:
+            if p.commit == commit and index.directory(p).is_dir():
+                return index.directory(p)
+    return prev_dir
+
+
+def blobs_of_build(build_dir: Path) -> set[str] | None:
+    """The git blobs every pin of a build read (None when a manifest is missing)."""
+    blobs = manifest.blobs_of(build_dir)
+    index = pins.read_index(build_dir)
+    if blobs is None or index is None:
+        return blobs
+    for p in index.pins:
+        if p.current:
+            continue
+        more = manifest.blobs_of(index.directory(p))
+        if more is None:
+            return None
+        blobs |= more
+    return blobs
+
+
+def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
+             iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
+             title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None) -> PinLoad:
+    """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
+    with the changed files' graphs replaced when its manifest fits, else a full load."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     fp = manifest.fingerprint(iris, source.provenance)
-    prev_dir = current_build(store_path) if store_path.is_dir() else None
-    previous = None if full or prev_dir is None else manifest.read(manifest.manifest_path(prev_dir), fp)
+    previous = None if full or previous_dir is None else manifest.read(manifest.manifest_path(previous_dir), fp)
     a = analyse(source, iris, shacl=False, progress=progress, previous=previous)
     if not a.index or not a.index.by_id:
         raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
@@ -270,42 +346,40 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     t_validate = time.perf_counter()
     pending = PendingValidation(a.to_validate(), a.index, iris, workers, False)
     try:
-        with new_build(store_path) as nb:
-            with timer("load"):
-                if previous is not None and prev_dir is not None:
-                    store = nb.open_copy(prev_dir)
-                    for g in _graphs_to_replace(previous, a, iris):
-                        store.remove_graph(g)
-                    _replace_vocabulary(store, a, previous, iris)
-                    store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
-                else:
-                    store = nb.open()
-                    nb.load(_all_quads(a, source, iris))
-                for e in a.index.by_id.values():
-                    if not e.stub:
-                        nb.keep_source(e.blob, e.source_data)
-            a.take_shacl(pending.result())
-            a.seconds["validate"] = time.perf_counter() - t_validate
-            if strict and (a.violations or a.warnings):
-                raise BuildRefused(a)
-            with timer("load"):
-                triples = len(store)
-                facts = DatasetFacts(source.provenance, title, by_type, triples, _input_date(a))
-                meta = dataset_graph(facts, iris)
-                meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
-                nb.load(meta)
-                path = nb.commit(on_complete=lambda final: manifest.write(
-                    manifest.manifest_path(final), fp, _entries(a, previous)),
-                    blobs_of=manifest.blobs_of, optimize=previous is None)
+        with timer("load"):
+            if previous is not None and previous_dir is not None:
+                store = writer.open_copy(previous_dir)
+                for g in _graphs_to_replace(previous, a, iris):
+                    store.remove_graph(g)
+                _replace_vocabulary(store, a, previous, iris)
+                _replace_audits(store, a, iris)
+                store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
+            else:
+                store = writer.open()
+                writer.load(_all_quads(a, source, iris))
+            for e in a.index.by_id.values():
+                if not e.stub:
+                    keep_source(e.blob, e.source_data)
+        a.take_shacl(pending.result())
+        a.seconds["validate"] = time.perf_counter() - t_validate
+        if strict and (a.violations or a.warnings):
+            raise BuildRefused(a)
+        with timer("load"):
+            triples = len(store)
+            facts = DatasetFacts(source.provenance, title, by_type, triples, _input_date(a))
+            meta = dataset_graph(facts, iris)
+            meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
+            meta += sameas_quads(a.index, iris, LINKS_PATH)
+            writer.load(meta)
     finally:
         pending.cancel()
-    return BuildResult(a, path, triples, by_type, a.seconds, time.perf_counter() - t0,
-                       incremental=previous is not None, rebuilt=len(fresh_ids))
+    return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
 
 
 def _meta_graphs(iris: DataIris) -> list[NamedNode]:
-    """The dataset description and build record: every build writes them anew."""
-    return [NamedNode(iris.dataset_graph), NamedNode(iris.base + "graph/build")]
+    """The dataset description, build record and renames: every build writes them anew."""
+    return [NamedNode(iris.dataset_graph), NamedNode(iris.base + "graph/build"), NamedNode(iris.base + "graph/renames"),
+            NamedNode(linkset_graph(iris))]
 
 
 def _graphs_to_replace(previous: dict[str, dict], a: Analysis, iris: DataIris) -> list[NamedNode]:
@@ -332,6 +406,19 @@ def _replace_vocabulary(store, a: Analysis, previous: dict[str, dict], iris: Dat
     store.extend(vocabulary_graph(a.index, iris, now))
 
 
+def _replace_audits(store, a: Analysis, iris: DataIris) -> None:
+    """Bring the audit graphs up to date by their difference: most builds change none."""
+    prefix = iris.base + "graph/audit/"
+    now = set(a.audit_quads)
+    graphs_now = {q.graph_name for q in now}
+    for g in [g for g in store.named_graphs() if g.value.startswith(prefix) and g not in graphs_now]:
+        store.remove_graph(g)
+    before = {q for g in graphs_now for q in store.quads_for_pattern(None, None, None, g)}
+    for q in before - now:
+        store.remove(q)
+    store.extend(now - before)
+
+
 def _changed_quads(a: Analysis, source: CorpusSource, iris: DataIris, fresh_ids: set[str]) -> Iterator[Quad]:
     assert a.index is not None
     for eg in entity_graphs(a.index, source.provenance, iris, only=fresh_ids):
@@ -354,5 +441,5 @@ def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Qu
     for eg in entity_graphs(a.index, source.provenance, iris):
         yield from eg.quads
     yield from vocabulary_graph(a.index, iris)
-    yield from _static_graph(ONTOLOGY_PATH, ONTOLOGY_IRI)
-    yield from _static_graph(SHAPES_PATH, SHAPES_IRI)
+    yield from a.audit_quads
+    yield from _vocabularies()

@@ -21,7 +21,9 @@ from .dump import FORMATS, dump_to_path
 from .problems import MgRdfError, Problem
 from .source import DEFAULT_REPOSITORY, open_source
 from .store import default_store_path, open_read_only
+from .reconcile import DEFAULT_BATCH, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from .vocab import DataIris, check_base
+from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 
 
 def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -44,6 +46,28 @@ base_option = click.option(
 @click.version_option(__version__, prog_name="mg-rdf")
 def main() -> None:
     """Build the Movement Graph as linked data, validate it, query it and publish it."""
+
+
+pin_option = click.option("--pin", metavar="NAME",
+                          help="A pin of a store built with several --rev (name, or commit prefix); default: the current.")
+
+
+def _open_store(store: Path, pin: str | None):
+    """The store's current build, or one of its pins."""
+    if pin is None:
+        return open_read_only(store)
+    from pyoxigraph import Store
+
+    from . import pins
+    from .store import current_build
+
+    build_dir = current_build(store)
+    index = pins.read_index(build_dir) if build_dir else None
+    found = index.find(pin) if index else None
+    if found is None:
+        known = ", ".join(p.name for p in index.pins) if index else "this store was built from one source"
+        raise MgRdfError(f"{store}: no pin called {pin!r} ({known})")
+    return Store.read_only(str(index.directory(found)))
 
 
 def _open(source: Path | None, rev: str | None, commit: str | None, repository: str):
@@ -116,15 +140,32 @@ def _summary(a: Analysis, triples: int | None = None, wall: float | None = None)
 
 
 @main.command("build")
-@with_source
-@click.option("--strict", is_flag=True, help="Refuse the build on any violation or warning.")
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.option("--rev", "revs", multiple=True,
+              help="Tag or commit to read when SOURCE is a git repository or bundle. Repeat it to build "
+                   "several pins into one store (e.g. --rev v1.0.0 --rev v2.0.0 --rev HEAD).")
+@click.option("--current", "current_rev", metavar="REV",
+              help="With several --rev: the pin the store serves by default (default: the last --rev).")
+@click.option("--commit", help="The corpus commit a plain folder was taken from (for provenance).")
+@click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
+              help="Public repository the corpus comes from (for provenance and attribution).")
+@click.option("--strict", is_flag=True, help="Refuse the build on any violation or warning (of any pin).")
 @click.option("--full", is_flag=True, help="Rebuild everything, even files unchanged since the last build.")
 @click.option("--workers", type=int, default=None, help="Validation processes (default: one per core, at most 2).")
 @click.option("--all", "show_all", is_flag=True, help="Print every problem, not only the first 50.")
 @store_option
 @base_option
-def build_command(source, rev, commit, repository, strict, full, workers, show_all, store, base):
-    """Build SOURCE (a corpus folder, git clone or bundle; default: the bundled sample) into the store."""
+def build_command(source, revs, current_rev, commit, repository, strict, full, workers, show_all, store, base):
+    """Build SOURCE (a corpus folder, git clone or bundle; default: the bundled sample) into the store.
+
+    With several --rev, each revision becomes a pin of the store (its own database), the diff between
+    consecutive pins is kept, and renamed ids of earlier pins redirect to their new ids."""
+    if len(revs) > 1 or (current_rev and revs):
+        _build_pins(source, list(revs), current_rev, repository, strict, full, workers, show_all, store, base)
+        return
+    if current_rev:
+        raise click.UsageError("--current chooses among several --rev values")
+    rev = revs[0] if revs else None
     try:
         src, title = _open(source, rev, commit, repository)
         result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
@@ -140,6 +181,66 @@ def build_command(source, rev, commit, repository, strict, full, workers, show_a
         _report(problems, None if show_all else 50)
     how = f"incremental, {result.rebuilt} entities re-read" if result.incremental else "full"
     click.echo(f"built {result.store_path} ({how}): " + _summary(a, result.triples, result.wall))
+
+
+def _build_pins(source, revs, current_rev, repository, strict, full, workers, show_all, store, base) -> None:
+    from .pin_build import build_pins
+
+    if source is None:
+        raise click.UsageError("several --rev need SOURCE: a git repository or bundle")
+    try:
+        result = build_pins(source, revs, store, DataIris(base), current=current_rev, strict=strict,
+                            workers=workers, full=full, progress=_progress_bar(), repository=repository)
+    except BuildRefused as e:
+        _report(e.analysis.sorted_problems(), None if show_all else 50)
+        raise click.ClickException(str(e)) from None
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    problems = result.analysis.sorted_problems()
+    if problems:
+        _report(problems, None if show_all else 50)
+    for pin in result.pins:
+        load = result.loads[pin.key]
+        how = f"incremental, {load.rebuilt} entities re-read" if load.previous is not None else "full"
+        mark = " (current)" if pin.current else ""
+        click.echo(f"pin {pin.name}{mark} at {pin.short}, {how}: "
+                   + _summary(load.analysis, load.triples, load.seconds))
+    for d in result.diffs:
+        c = d.counts()
+        click.echo(f"{d.old.name} → {d.new.name}: {c['added']} added, {c['removed']} removed, "
+                   f"{c['renamed']} renamed, {c['modified']} modified, {d.unchanged} unchanged")
+    if result.renames:
+        click.echo(f"{len(result.renames)} renamed id(s) of earlier pins redirect to their new ids")
+    click.echo(f"built {result.store_path} ({len(result.pins)} pins, problems listed for the current one; "
+               f"mg-rdf validate SOURCE --rev REV lists another's) in {result.wall:.2f} s")
+
+
+@main.command("diff")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("old_rev")
+@click.argument("new_rev")
+@click.option("--format", "fmt", type=click.Choice(["summary", "ttl", "nq", "jsonld", "nt"]), default="summary",
+              show_default=True, help="A summary for people, or the changeset as RDF (see ontology/mg-changes.ttl).")
+@click.option("--all", "show_all", is_flag=True, help="List every entity in the summary, not only 20 per kind.")
+@click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
+              help="Public repository the corpus comes from (for provenance).")
+@base_option
+def diff_command(source, old_rev, new_rev, fmt, show_all, repository, base):
+    """What changed from OLD_REV to NEW_REV of SOURCE (a git repository or bundle), entity by entity:
+    added, removed, renamed, and the triples added and removed in each modified entity."""
+    from .diff import serialize_diff, summary_text
+    from .pin_build import diff_revisions
+
+    iris = DataIris(base)
+    try:
+        d = diff_revisions(source, old_rev, new_rev, iris, repository)
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    if fmt == "summary":
+        click.echo(summary_text(d, iris, None if show_all else 20), nl=False)
+    else:
+        sys.stdout.buffer.write(serialize_diff(d, fmt, iris))
+        sys.stdout.flush()
 
 
 @main.command("validate")
@@ -176,12 +277,13 @@ def validate_command(source, rev, commit, repository, strict, shacl_report, as_j
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="ttl", show_default=True)
 @click.option("--gzip", "compress", is_flag=True, help="Compress with gzip (deterministic: no timestamp).")
 @click.argument("out", type=click.Path(path_type=Path))
+@pin_option
 @store_option
 @base_option
-def dump_command(fmt, compress, out, store, base):
+def dump_command(fmt, compress, out, pin, store, base):
     """Write the whole dataset to OUT, byte-identical for the same input."""
     try:
-        s = open_read_only(store)
+        s = _open_store(store, pin)
         iris = DataIris(base)
         t0 = time.perf_counter()
         dump_to_path(s, fmt, out, iris, stored_attribution(s, iris), compress)
@@ -202,9 +304,10 @@ def dump_command(fmt, compress, out, store, base):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "tsv", "json", "srj", "xml"]), default=None,
               help="Output format (default: a table on a terminal, CSV otherwise). Named queries: table, csv, "
                    "json (rows as objects) or srj (SPARQL results JSON).")
+@pin_option
 @store_option
 @base_option
-def query_command(sparql, query_name, params, limit, offset, list_queries, fmt, store, base):
+def query_command(sparql, query_name, params, limit, offset, list_queries, fmt, pin, store, base):
     """Run a SPARQL query over the store (the default graph is the union of all graphs), or a named query."""
     from .config import QUERIES_DIR
     from .named_queries import cli_list, cli_run
@@ -219,7 +322,7 @@ def query_command(sparql, query_name, params, limit, offset, list_queries, fmt, 
         raise click.UsageError("--param, --limit and --offset go with --name")
     fmt = fmt or ("table" if sys.stdout.isatty() else "csv")
     try:
-        s = open_read_only(store)
+        s = _open_store(store, pin)
         if query_name:
             out, note = cli_run(s, QUERIES_DIR, query_name, params, fmt, DataIris(base), limit, offset)
         else:
@@ -234,14 +337,15 @@ def query_command(sparql, query_name, params, limit, offset, list_queries, fmt, 
 
 @main.command("stats")
 @click.option("--json", "as_json", is_flag=True)
+@pin_option
 @store_option
 @base_option
-def stats_command(as_json, store, base):
+def stats_command(as_json, pin, store, base):
     """Counts of the built store: entities by type, triples, graphs, provenance."""
     from .querying import store_stats
 
     try:
-        s = open_read_only(store)
+        s = _open_store(store, pin)
         stats = store_stats(s, DataIris(base))
     except MgRdfError as e:
         raise click.ClickException(str(e)) from None
@@ -267,10 +371,16 @@ def stats_command(as_json, store, base):
 @click.option("--max-results", default=10_000, show_default=True, type=int,
               help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
 @click.option("--query-workers", default=2, show_default=True, type=int, help="Processes that run /sparql queries.")
-@click.option("--allow-service", multiple=True, help="A SERVICE endpoint queries may call (repeatable).")
+@click.option("--allow-service", multiple=True, metavar="URL", default=[WIKIDATA_QUERY_SERVICE], show_default=True,
+              help="A SERVICE endpoint queries may call (repeatable; replaces the default). An entry ending in '/' "
+                   "allows every URL under it, on public addresses only.")
+@click.option("--no-service", is_flag=True, help="Refuse every SERVICE call (no federation).")
+@click.option("--shutdown-grace", type=float, default=None,
+              help="Seconds in-flight requests get to finish on SIGTERM (default: the query time limit + 5).")
 @store_option
 @base_option
-def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, store, base):
+def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, no_service,
+                  shutdown_grace, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
     from .web.serve import serve
@@ -284,5 +394,31 @@ def serve_command(host, port, threads, query_timeout, max_results, query_workers
     except MgRdfError as e:
         raise click.ClickException(str(e)) from None
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
-           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": tuple(allow_service)},
-          host=host, port=port, threads=threads)
+           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
+          host=host, port=port, threads=threads, grace=shutdown_grace)
+
+
+@main.command("reconcile")
+@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, metavar="URL",
+              help="A Wikidata-compatible SPARQL endpoint to ask.")
+@click.option("--links", "links_path", type=click.Path(dir_okay=False, path_type=Path), default=LINKS_PATH,
+              show_default="data/wikidata-links.tsv",
+              help="The reviewed mapping: entities with an accepted row are skipped, reviewed rows are kept as they are.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the mapping with this run's proposals (default: --links itself).")
+@click.option("--batch", type=click.IntRange(1, 500), default=DEFAULT_BATCH, show_default=True,
+              help="Entities per request (one VALUES block).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds one request may take.")
+@store_option
+@base_option
+def reconcile_command(endpoint, links_path, out_path, batch, timeout, store, base):
+    """Propose Wikidata items for entities without a reviewed link, with the evidence, for review."""
+    from .reconcile import SparqlClient, reconcile
+
+    try:
+        report = reconcile(open_read_only(store), DataIris(base), SparqlClient(endpoint, timeout), links_path,
+                           out_path, batch)
+    except MgRdfError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(report.summary())

@@ -15,6 +15,9 @@ from .vocab import DEFAULT_BASE, check_base
 PROJECT_ROOT = Path(os.environ.get("MG_RDF_HOME", Path(__file__).resolve().parents[2]))
 ONTOLOGY_PATH = PROJECT_ROOT / "ontology" / "mg.ttl"
 SHAPES_PATH = PROJECT_ROOT / "shapes" / "mg-shapes.ttl"
+# Everything loaded into the ontology graph and the shapes graph of a build.
+ONTOLOGY_FILES = (ONTOLOGY_PATH, PROJECT_ROOT / "ontology" / "mg-audit.ttl", PROJECT_ROOT / "ontology" / "mg-changes.ttl")
+SHAPES_FILES = (SHAPES_PATH, PROJECT_ROOT / "shapes" / "audit-shapes.ttl")
 QUERIES_DIR = PROJECT_ROOT / "queries"
 SAMPLE_CORPUS = PROJECT_ROOT   # holds entities/, written for mg-rdf
 SAMPLE_TITLE = "mg-rdf sample corpus (modelled on the Make AI Good Movement Graph)"

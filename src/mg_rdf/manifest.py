@@ -17,7 +17,7 @@ from typing import Any
 
 from pyoxigraph import NamedNode
 
-from .config import ONTOLOGY_PATH, SHAPES_PATH
+from .config import ONTOLOGY_FILES, SHAPES_FILES
 from .mapping import MappedEntity, Reference
 from .problems import Problem, Severity
 from .source import Provenance
@@ -27,7 +27,7 @@ FORMAT = 1
 # The modules whose code decides what a file becomes: a change to any of them
 # invalidates every manifest.
 _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vocab.py", "assembly.py",
-             "integrity.py", "validation.py", "dataset.py", "manifest.py", "build.py")
+             "integrity.py", "validation.py", "dataset.py", "manifest.py", "build.py", "audits.py")
 
 
 def manifest_path(build_dir: Path) -> Path:
@@ -39,8 +39,8 @@ def fingerprint(iris: DataIris, provenance: Provenance) -> str:
     here = Path(__file__).parent
     for name in _PIPELINE:
         h.update((here / name).read_bytes())
-    h.update(SHAPES_PATH.read_bytes())
-    h.update(ONTOLOGY_PATH.read_bytes())
+    for path in (*SHAPES_FILES, *ONTOLOGY_FILES):
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

@@ -7,6 +7,9 @@
 - ``docs``       the ontology and shapes, for people and machines
 - ``dumps``      /dumps/… and /.well-known/void
 - ``api``        named queries as a web API (queries/*.rq)
+- ``releases``   /releases, /diff/{a}/{b}, /pin/{key}: the pins of a build and what changed
+- ``health``     /healthz and /readyz; ``hardening`` wraps every request (limits, headers, log)
+- ``federation`` /wikidata: using this graph with Wikidata, both directions
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from flask import Flask, g, render_template
 
 from ..problems import MgRdfError
 from ..store import default_store_path
+from ..wikidata_links import WIKIDATA_QUERY_SERVICE
 from ..vocab import DEFAULT_BASE, DataIris
 from .state import Snapshot, StoreHandle
 
@@ -30,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_WORKERS": 2,            # processes that run /sparql queries (killed on timeout)
     "QUERY_WORKERS_MAX": None,     # the pool grows to this while all are busy (default 2 x workers + 2)
     "QUERY_QUEUE_WAIT": 5.0,       # seconds a query waits for a free worker before a 503
-    "SERVICE_ALLOWLIST": (),       # SERVICE endpoints a query may call (none by default)
+    "SERVICE_ALLOWLIST": (WIKIDATA_QUERY_SERVICE,),  # SERVICE endpoints a query may call
+    "SERVICE_MAX_RESULTS": None,   # rows one SERVICE block may bring back (default: MAX_RESULTS)
     "MAX_CONTENT_LENGTH": 1 << 20, # request bodies larger than 1 MiB are refused (413)
     "QUERIES_DIR": None,           # the named queries (default: queries/ of the project)
 }
@@ -49,10 +54,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["mg_rdf.store"] = StoreHandle(store_path, iris)
     app.extensions["mg_rdf.iris"] = iris
 
-    from . import api, docs, dumps, entities, pages, query_page, sparql
+    from . import api, docs, dumps, entities, federation, hardening, health, pages, query_page, releases, sparql
 
-    for module in (sparql, entities, pages, query_page, docs, dumps, api):
+    for module in (sparql, entities, pages, query_page, docs, dumps, api, health, releases, federation):
         app.register_blueprint(module.bp)
+    hardening.install(app)   # limits, request ids, security headers, access log (see hardening)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse, serialize
 
-from ..config import ONTOLOGY_PATH, SHAPES_PATH
+from ..config import ONTOLOGY_FILES, SHAPES_FILES
 from ..vocab import MG, MGSH, ONTOLOGY_IRI, OWL, PREFIXES, RDF, RDFS, SH, SHAPES_IRI, SKOS
 from . import current_snapshot
 from .negotiation import HTML, JSONLD, NTRIPLES, OXIGRAPH_FORMAT, RDFXML, TURTLE, by_key, negotiate
@@ -266,8 +266,9 @@ def shapes_doc(g: Graph) -> dict:
     nodes = []
     for s in sorted(g.typed(SH + "NodeShape"), key=lambda n: n.value.casefold()):
         own = [(curie(p).removeprefix("sh:"), _joined([render(g, v, "shapes") for v in vals], ", "))
-               for p, vals in sorted(g.by_subject[s].items()) if p not in (RDF + "type", SH + "property")]
-        constraints = sorted((_constraint(g, ps) for ps in g.values(s, SH + "property")),
+               for p, vals in sorted(g.by_subject[s].items()) if p not in (RDF + "type", SH + "property", SH + "sparql")]
+        # property shapes, and SPARQL-based constraints (whose message names what went wrong)
+        constraints = sorted((_constraint(g, ps) for ps in (*g.values(s, SH + "property"), *g.values(s, SH + "sparql"))),
                              key=lambda c: ("".join(r.text for r in c.path), c.message))
         nodes.append({"anchor": s.value.removeprefix(MGSH), "iri": s.value, "own": own,
                       "constraints": constraints})
@@ -278,18 +279,18 @@ def shapes_doc(g: Graph) -> dict:
 
 # --- reading and serialising ------------------------------------------------
 
-DOCUMENTS = {"ontology": (ONTOLOGY_IRI, ONTOLOGY_PATH, ontology_doc, "ontology.html"),
-             "shapes": (SHAPES_IRI, SHAPES_PATH, shapes_doc, "shapes.html")}
+DOCUMENTS = {"ontology": (ONTOLOGY_IRI, ONTOLOGY_FILES, ontology_doc, "ontology.html"),
+             "shapes": (SHAPES_IRI, SHAPES_FILES, shapes_doc, "shapes.html")}
 
 
 def graph_of(snap: Snapshot, name: str) -> Graph:
     """The document's triples as the build loaded them (or from the source tree)."""
-    graph_iri, path, _, _ = DOCUMENTS[name]
+    graph_iri, paths, _, _ = DOCUMENTS[name]
 
     def read() -> Graph:
         quads = list(snap.store.quads_for_pattern(None, None, None, NamedNode(graph_iri)))
         if not quads:
-            quads = list(parse(path=str(path), format=RdfFormat.TURTLE))
+            quads = [q for path in paths for q in parse(path=str(path), format=RdfFormat.TURTLE)]
         return Graph(sorted((Quad(q.subject, q.predicate, q.object) for q in quads), key=str))
 
     return per_build(snap, f"graph:{name}", read)

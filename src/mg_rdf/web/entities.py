@@ -13,6 +13,10 @@ The server answers for its own host: ``/id/x`` *is* the resource ``{BASE}id/x``.
 - ``/data/{id}``: the data document in the RDF format ``Accept`` asks for
   (200 with ``Content-Location``; 406 when none fits).
 
+Every route takes ``?pin=NAME`` (a pin of a several-pin build, see ``releases``):
+the entity as it was at that pin, with the pin kept in every link and redirect.
+An id that a later pin renamed answers 301 to its new id (``{BASE}graph/renames``).
+
 What a data document holds is written down in ``document_triples`` below, and
 the page shows the same as a SPARQL CONSTRUCT (``document_query``).
 Pages and documents carry an ``ETag`` (build, entity, format, code version) and
@@ -26,19 +30,20 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
+from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from markupsafe import Markup
 from pyoxigraph import NamedNode, Triple, serialize
 from werkzeug.http import is_resource_modified
 
 from .. import __version__
 from ..vocab import MG, PREFIXES, RDF, RDFS, SKOS, DataIris
-from . import current_snapshot
 from .entity_view import EntityView, gather, grouped
 from .negotiation import (HTML, MARKDOWN, MAX_ACCEPT_LENGTH, OXIGRAPH_FORMAT, RDF_DOCUMENTS, TURTLE,
                           Representation, by_key, negotiate)
 from .neighbourhood import layout
+from .releases import entity_history, pin_args, renamed_to, request_snapshot
 from .state import Snapshot
 
 bp = Blueprint("entities", __name__)
@@ -105,8 +110,22 @@ def _finish(resp: Response, etag: str, modified: datetime, links: str) -> Respon
 
 def _document_url(entity_id: str, rep: Representation) -> str:
     if rep is HTML:
-        return url_for("entities.page", entity_id=entity_id)
-    return url_for("entities.document", name=f"{entity_id}.{rep.key}")
+        return url_for("entities.page", entity_id=entity_id, **pin_args())
+    return url_for("entities.document", name=f"{entity_id}.{rep.key}", **pin_args())
+
+
+def _pinned(pin) -> bool:
+    """A request for a pin other than the current one (renames are stated in the current pin)."""
+    return pin is not None and not pin.current
+
+
+def _moved(snap: Snapshot, raw_id: str, pinned: bool, endpoint: str, ext: str | None = None) -> Response | None:
+    """301 to the new id of an entity a later pin renamed ({BASE}graph/renames of the served pin)."""
+    new = None if pinned else renamed_to(snap, raw_id)
+    if new is None:
+        return None
+    values = {"name": f"{new}.{ext}" if ext else new} if endpoint == "entities.document" else {"entity_id": new}
+    return redirect(url_for(endpoint, **values, **pin_args()), 301)
 
 
 def _alternates(snap: Snapshot, entity_id: str) -> list[tuple[str, Representation]]:
@@ -210,9 +229,12 @@ WHERE {{
 def dereference(entity_id: str) -> Response:
     """303 See Other to the page or a data document, by Accept."""
     _accept_ok()
-    snap = current_snapshot()
+    snap, pin = request_snapshot()
     key = _known(snap, entity_id)
     if key is None:
+        moved = _moved(snap, entity_id, _pinned(pin), "entities.dereference")
+        if moved is not None:
+            return moved
         resp = _not_found(entity_id, html=negotiate(request.accept_mimetypes, (HTML, *RDF_DOCUMENTS)) is HTML)
         resp.headers["Vary"] = "Accept"
         return resp
@@ -231,13 +253,14 @@ def dereference(entity_id: str) -> Response:
 def document(name: str) -> Response:
     """A data document: by extension, or by Accept when the URL has none."""
     _accept_ok()
-    snap = current_snapshot()
+    snap, pin = request_snapshot()
     stem, _, ext = name.rpartition(".")
     rep = by_key(ext, (*RDF_DOCUMENTS, MARKDOWN)) if stem else None
     entity_id = stem if rep is not None else name
     key = _known(snap, entity_id)
     if key is None:
-        return _not_found(entity_id, html=False)
+        return _moved(snap, entity_id, _pinned(pin), "entities.document", rep.key if rep else None) or \
+            _not_found(entity_id, html=False)
     negotiated = rep is None
     if negotiated:
         rep = negotiate(request.accept_mimetypes, RDF_DOCUMENTS, TURTLE)
@@ -266,21 +289,23 @@ def document(name: str) -> Response:
 @bp.get("/page/<entity_id>")
 def page(entity_id: str) -> Response:
     """The HTML page of an entity."""
-    snap = current_snapshot()
+    snap, pin = request_snapshot()
     key = _known(snap, entity_id)
     if key is None:
-        return _not_found(entity_id)
+        return _moved(snap, entity_id, _pinned(pin), "entities.page") or _not_found(entity_id)
     etag, modified = _validators(snap, key, HTML.key)
     alternates = _alternates(snap, key)
     if _not_modified(etag, modified):
         return _finish(Response(status=304), etag, modified, _link_header(alternates))
     prefix = _page_prefix()
-    view = gather(snap, key, prefix)
+    suffix = "?pin=" + quote(pin.key, safe="") if pin else ""   # links of a pinned page stay at its pin
+    view = gather(snap, key, prefix, suffix)
     picture = layout(view.ref, view.neighbours, view.mentioned)
-    page_url = url_for("entities.page", entity_id=key, _external=True)
+    page_url = url_for("entities.page", entity_id=key, _external=True, **pin_args())
     query = document_query(snap, key)
     html = render_template(
         "entity.html", view=view, picture=picture, page_prefix=prefix, grouped=grouped, alternates=alternates,
+        page_suffix=suffix, pin=pin, pin_args=pin_args(), history=entity_history(snap, key, pin),
         json_ld=script_json(schema_org(view, page_url, snap.iris)), sparql=query,
         sparql_url=url_for("query_page.query", query=query), repository=_repository_name(snap),
         attribution=snap.facts.get("attribution", ""))

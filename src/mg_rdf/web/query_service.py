@@ -10,8 +10,9 @@ When a query outlives its limit the web process kills that worker with SIGKILL
 and starts a fresh one; the client gets ``QueryTimeout``.
 
 IPC is one persistent pair of pipes per worker, with length-prefixed frames:
-a small JSON header and a raw body. Jobs carry the build directory to query, so
-a worker reopens the store when a new build has become current. The SERVICE
+a small JSON header and a raw body. Jobs carry the build directory to query (or a
+pin's, for ``/sparql?pin=``), so a worker opens a new build when it becomes
+current; it keeps the last ``OPEN_STORES`` directories open. The SERVICE
 policy (``service_policy``) is checked in the worker before evaluation, so the
 rdflib parse it may need is bounded by the same time limit.
 
@@ -35,18 +36,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 FRAME = struct.Struct("!II")   # header length, body length
+OPEN_STORES = 4                # Oxigraph directories a worker keeps open (the pins of a build)
 
 
 class QueryTimeout(Exception):
     """The query ran past its time limit; its worker was killed."""
 
-    def __init__(self, limit: float):
-        super().__init__(f"the query ran longer than its time limit of {limit:g} s and was stopped")
+    def __init__(self, limit: float, remote: bool = False):
+        # pyoxigraph waits for a SERVICE endpoint without a timeout of its own: the limit is what stops it.
+        waiting = "; the time includes waiting for the remote SERVICE endpoint" if remote else ""
+        super().__init__(f"the query ran longer than its time limit of {limit:g} s and was stopped{waiting}")
         self.limit = limit
 
 
@@ -69,6 +73,7 @@ class QueryJob:
     named_graphs: list[str] | None = None
     link: str | None = None              # where a truncated answer points for an explanation
     service_allowlist: list[str] = field(default_factory=list)   # SERVICE endpoints the query may call
+    service_max_results: int | None = None   # rows one SERVICE call may bring back (default: max_results)
 
 
 @dataclass
@@ -91,12 +96,13 @@ def evaluate(store: Any, job: QueryJob) -> QueryAnswer:
 
     from ..vocab import PREFIXES
     from .results import write_boolean, write_graph, write_solutions
-    from .service_policy import ServiceRefused, check_service_targets
+    from .service_policy import ServiceRefused, cap_service_results, check_service_targets
 
     started = time.perf_counter()
     try:
         # Here, not in the web process: parsing with rdflib can be slow, and here it is under the time limit.
         check_service_targets(job.query, job.service_allowlist)
+        query = cap_service_results(job.query, job.service_max_results or job.max_results)
     except ServiceRefused as e:
         return QueryAnswer("service-refused", message=str(e))
     options: dict[str, Any] = {"prefixes": PREFIXES}
@@ -106,7 +112,7 @@ def evaluate(store: Any, job: QueryJob) -> QueryAnswer:
         options["default_graph"] = [NamedNode(g) for g in job.default_graph or []]
         options["named_graphs"] = [NamedNode(g) for g in job.named_graphs or []]
     try:
-        result = store.query(job.query, **options)
+        result = store.query(query, **options)
         if isinstance(result, (QueryBoolean, QuerySolutions)):
             fmt, kind = job.solutions_format, "boolean" if isinstance(result, QueryBoolean) else "solutions"
             if fmt is None:
@@ -141,20 +147,24 @@ def worker_main() -> None:
     os.dup2(2, 1)   # anything printed by a library goes to the log, never into the answer pipe
     _exit_with_parent(os.getppid())
     send_frame(out_fd, {"status": "ready", "pid": os.getpid()})
-    store, opened = None, None
+    # The directories opened last, kept open: queries alternate between the pins of one build.
+    opened: OrderedDict[str, Any] = OrderedDict()
     while True:
         try:
             header, _ = recv_frame(0)
         except EOFError:
             return
         job = QueryJob(**header)
-        if job.build_dir != opened:
+        store = opened.get(job.build_dir)
+        if store is None:
             try:
-                store, opened = Store.read_only(job.build_dir), job.build_dir
+                store = opened[job.build_dir] = Store.read_only(job.build_dir)
             except OSError as e:
-                store, opened = None, None
                 send_frame(out_fd, {"status": "error", "message": f"cannot open the store: {e}"})
                 continue
+            while len(opened) > OPEN_STORES:
+                opened.popitem(last=False)
+        opened.move_to_end(job.build_dir)
         answer = evaluate(store, job)
         meta = dict(vars(answer))   # flat fields: no need for asdict's deep copy
         body = meta.pop("body")
@@ -234,7 +244,7 @@ class Worker:
         except OSError as e:
             raise WorkerLost(f"query worker {self.pid} is gone ({e})") from None
         if not self._readable(timeout):
-            raise QueryTimeout(timeout)
+            raise QueryTimeout(timeout, remote=bool(job.service_allowlist) and "service" in job.query.lower())
         header, body = self._receive()
         return QueryAnswer(**header, body=body)
 
@@ -334,6 +344,9 @@ class QueryPool:
             while True:
                 if self._closed:
                     raise PoolBusy("the query service is shutting down")
+                while self._idle and self._idle[-1].process.poll() is not None:
+                    self._size -= 1                    # died while idle (OOM killer, kill -9): forget it
+                    self._idle.pop().kill()            # (reaps it and closes its pipes)
                 if self._idle:
                     worker = self._idle.pop()          # the most recently used: warm
                     break

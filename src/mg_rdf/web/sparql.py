@@ -12,8 +12,12 @@ Description (or 303 to the query page ``/query`` for a browser).
 
 What a query sees: the default graph is the union of all named graphs (one per
 entity file, plus vocabulary, dataset, ontology and shapes) unless the request
-names a dataset; the prefixes of ``mg_rdf.vocab.PREFIXES`` (``mg:``,
-``schema:``, ``skos:``, ``dcterms:``, ``prov:``, …) are declared, so
+names a dataset. A store built from several pins (``mg-rdf build REPO --rev A --rev B``)
+keeps each pin in its own database: ``pin=NAME`` (a pin's name, key or commit prefix;
+/releases lists them) runs the query over that pin's graphs only, the current pin answers
+without it, and an unknown pin is a 400; the service description takes ``pin=`` too.
+The prefixes of ``mg_rdf.vocab.PREFIXES`` (``mg:``, ``schema:``, ``skos:``,
+``dcterms:``, ``prov:``, …) are declared, so
 ``SELECT ?c WHERE { ?c a mg:Campaign }`` works as it is — as with
 ``mg-rdf query``.
 
@@ -90,6 +94,7 @@ class QueryRequest:
     named_graphs: list[str] | None
     format: str | None
     timeout: float | None
+    pin: str | None = None     # a pin of a several-pin store (see web/releases.py): query its database
 
 
 @bp.record_once
@@ -186,7 +191,8 @@ def _read_request() -> QueryRequest | None:
             raise ProtocolError(400, f"Not an absolute IRI for a graph: {iri!r} ({e})") from None
     dataset_given = bool(default_graph or named_graphs)
     return QueryRequest(queries[0], default_graph if dataset_given else None,
-                        named_graphs if dataset_given else None, params.get("format"), _read_timeout(params))
+                        named_graphs if dataset_given else None, params.get("format"), _read_timeout(params),
+                        params.get("pin") or None)
 
 
 def _read_timeout(params) -> float | None:
@@ -238,12 +244,19 @@ def _answer(req: QueryRequest) -> Response:
     if needed is None or (solutions is None and graph is None):
         raise ProtocolError(406, f"No acceptable format for the answer of this {form or 'query'}. " + _FORMATS_HELP)
     build = _current_build(cfg["STORE_PATH"])
+    if req.pin:   # the pin's own Oxigraph directory: the workers open it like any build
+        from .releases import pin_directory
+
+        found = pin_directory(req.pin)
+        if found is None:
+            raise ProtocolError(400, f"This store has no pin called {req.pin!r}: /releases lists its pins.")
+        build = str(found[1])
     limit = float(cfg["QUERY_TIMEOUT"])
     timeout = min(req.timeout, limit) if req.timeout else limit
     link = url_for("sparql.limits", _external=True)
     job = QueryJob(build, req.query, solutions.key if solutions else None, graph.key if graph else None,
                    int(cfg["MAX_RESULTS"]), req.default_graph, req.named_graphs, link,
-                   list(cfg["SERVICE_ALLOWLIST"]))
+                   list(cfg["SERVICE_ALLOWLIST"]), cfg.get("SERVICE_MAX_RESULTS"))
     pool: QueryPool = current_app.extensions["mg_rdf.query_pool"]
     try:
         answer = pool.run(job, timeout)
@@ -252,8 +265,8 @@ def _answer(req: QueryRequest) -> Response:
                                  f"or see {link}.", {"MG-RDF-Time-Limit": f"{timeout:g}"}) from None
     except PoolBusy as e:
         raise ProtocolError(503, f"The query service is busy: {e}. Try again shortly.", {"Retry-After": "2"}) from None
-    except WorkerLost as e:
-        raise ProtocolError(500, f"The query could not be answered: {e}.") from None
+    except WorkerLost as e:  # the worker died under this query (killed, out of memory): it is replaced
+        raise ProtocolError(503, f"The query could not be answered: {e}. Try again.", {"Retry-After": "1"}) from None
     if answer.status == "syntax-error":
         raise ProtocolError(400, f"SPARQL syntax error: {answer.message}")
     if answer.status == "service-refused":   # decided by service_policy before evaluation
@@ -304,9 +317,9 @@ def _service_description() -> Response:
                                      "application/n-triples, application/rdf+xml, or text/html (the query page).")
     if rep is HTML:
         return redirect(url_for("query_page.query"), 303)
-    from . import current_snapshot
+    from .releases import request_snapshot
 
-    snapshot = current_snapshot()
+    snapshot, _ = request_snapshot()   # ?pin=NAME describes that pin's graphs
     cfg = current_app.config
     endpoint_url = url_for("sparql.endpoint", _external=True)
     key = (snapshot.version, endpoint_url, rep.key, tuple(cfg["SERVICE_ALLOWLIST"]), cfg["QUERY_TIMEOUT"],
@@ -356,7 +369,8 @@ def describe_service(snapshot, endpoint_url: str, fmt: str, federated: bool, tim
                Triple(service, n(SD + "defaultEntailmentRegime"), n("http://www.w3.org/ns/entailment/Simple")),
                Triple(service, n(SD + "defaultDataset"), dataset),
                Triple(service, n(RDFS + "comment"), Literal(
-                   f"Read-only SPARQL 1.1 endpoint. The default graph is the union of all named graphs; the "
+                   f"Read-only SPARQL 1.1 endpoint. The default graph is the union of all named graphs (of the "
+                   f"current pin; add pin=NAME to query another pin of the store, listed at /releases); the "
                    f"prefixes {', '.join(p + ':' for p in PREFIXES)} are declared. Queries stop after "
                    f"{timeout:g} s (503); answers hold at most {max_results} rows or triples "
                    f"(MG-RDF-Truncated: true otherwise). SERVICE is "
@@ -403,8 +417,9 @@ _LIMITS_PAGE = """{% extends "base.html" %}
       {% if allowlist %}these endpoints: {% for a in allowlist %}<code>{{ a }}</code>{{ ", " if not loop.last }}{% endfor %}.
       {% else %}no endpoint: this server allows none.{% endif %}</li>
   <li><strong>Dataset:</strong> the default graph is the union of all named graphs (one per entity file), unless a
-      request names graphs with <code>default-graph-uri</code> / <code>named-graph-uri</code>. The prefixes
-      <code>mg:</code>, <code>schema:</code>, <code>skos:</code>, <code>dcterms:</code>, <code>prov:</code> and
+      request names graphs with <code>default-graph-uri</code> / <code>named-graph-uri</code>. A store of several
+      releases answers from its current one; <code>pin=NAME</code> queries another
+      (see <a href="{{ url_for('releases.releases_page') }}">releases</a>). The prefixes <code>mg:</code>, <code>schema:</code>, <code>skos:</code>, <code>dcterms:</code>, <code>prov:</code> and
       others are declared for you.</li>
 </ul>
 {% endblock %}"""

@@ -39,6 +39,7 @@ class Snapshot:
     built_at: float                        # seconds since the epoch (for Last-Modified)
     entities: dict[str, EntitySummary] = field(default_factory=dict)
     facts: dict[str, str] = field(default_factory=dict)   # title, attribution, commit, modified
+    store_root: Path | None = None         # the store directory, when build_dir is a pin's (builds/<id>.pins/<key>)
 
     def name_of(self, entity_id: str) -> str:
         e = self.entities.get(entity_id)
@@ -50,7 +51,7 @@ class Snapshot:
         if e is None or not e.blob:
             return None
         try:
-            return source_path(self.build_dir.parent.parent, e.blob).read_bytes()
+            return source_path(self.store_root or self.build_dir.parent.parent, e.blob).read_bytes()
         except OSError:
             return None
 

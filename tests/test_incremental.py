@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
+import pytest
 from pyoxigraph import Store
 
 from conftest import ROOT
@@ -90,3 +92,57 @@ def test_incremental_equals_full_after_edits_additions_deletions_and_renames(tmp
     check_same_as_full(corpus, store, tmp_path, "broken")
     broken.write_text(good)
     check_same_as_full(corpus, store, tmp_path, "repaired")
+
+
+@pytest.mark.corpus
+def test_incremental_equals_full_with_audits(corpus_dir, tmp_path):
+    """Audits depend on their entity's file (stale flag) and on the entities they cite: an
+    incremental build re-reads only the audits whose inputs changed, and must still agree."""
+    corpus = tmp_path / "corpus"
+    for folder in ("campaigns", "organizations"):
+        shutil.copytree(corpus_dir / "entities" / folder, corpus / "entities" / folder)
+    (corpus / "audits").mkdir()
+    ids = {p.stem for p in (corpus / "entities").glob("*/*.md")}
+    for audit in sorted((corpus_dir / "audits").glob("*.md")):
+        if audit.stem in ids:
+            shutil.copy(audit, corpus / "audits" / audit.name)
+    store = tmp_path / "store"
+    build(FolderSource(corpus), store, IRIS, workers=1)
+
+    audited = sorted(p.stem for p in (corpus / "audits").glob("*.md"))
+    edited = corpus / "entities" / "organizations" / f"{[a for a in audited if a.startswith('org-')][0]}.md"
+    edit(edited, "\nname: ", "\nname: Edited ")            # its audit becomes stale
+    r = check_same_as_full(corpus, store, tmp_path, "audited entity edited")
+    assert r.rebuilt == 1
+    gone = corpus / "entities" / "campaigns" / f"{[a for a in audited if a.startswith('camp-')][0]}.md"
+    gone.unlink()                                           # its audit becomes an orphan
+    check_same_as_full(corpus, store, tmp_path, "audited entity deleted")
+    audit = corpus / "audits" / f"{audited[-1]}.md"
+    edit(audit, "Decision: ", "Decision:  ")                # an audit file edited
+    check_same_as_full(corpus, store, tmp_path, "audit edited")
+    (corpus / "audits" / f"{audited[-2]}.md").unlink()     # an audit removed
+    check_same_as_full(corpus, store, tmp_path, "audit removed")
+
+
+def test_serve_watch_applies_an_edit_while_serving(tmp_path):
+    """mg-rdf serve --watch: an edited file shows on the page without a restart."""
+    import requests
+
+    from live_server import start_server
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    server = start_server(tmp_path / "store", "--watch", str(corpus), log_dir=tmp_path)
+    try:
+        before = requests.get(server.url + "/page/org-edri", timeout=30).text
+        assert "Renamed while serving" not in before
+        edit(corpus / "entities/organizations/org-edri.md", "name: ", "name: Renamed while serving ")
+        for _ in range(200):
+            page = requests.get(server.url + "/page/org-edri", timeout=30).text
+            if "Renamed while serving" in page:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the edit never reached the page")
+    finally:
+        server.stop()

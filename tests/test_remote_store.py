@@ -74,3 +74,37 @@ def test_an_unreachable_store_is_a_clear_error():
 
     with pytest.raises(MgRdfError, match="cannot be reached"):
         RemoteStore(f"http://127.0.0.1:{free_port()}/query", timeout=2).query("ASK {}")
+
+
+def test_build_into_a_remote_store_and_serve_from_it(oxigraph_server, tmp_path):
+    """mg-rdf build --store URL, then mg-rdf serve --store URL: pages and /sparql answer from it."""
+    from click.testing import CliRunner
+
+    from conftest import ROOT
+    from live_server import start_server
+    from mg_rdf.cli import main
+
+    r = CliRunner().invoke(main, ["build", str(ROOT), "--store", oxigraph_server], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "remote, one update request" in r.output
+    # the sample corpus, counted independently from its folders
+    expected = len(list((ROOT / "entities").glob("*/*.md")))
+    store = RemoteStore(oxigraph_server)
+    rows = list(store.query("SELECT (COUNT(DISTINCT ?e) AS ?n) WHERE { GRAPH ?g { ?g mg:describes ?e } }",
+                            prefixes={"mg": "https://w3id.org/movement-graph/ontology#"}))
+    assert int(rows[0]["n"].value) == expected
+    # a second build replaces the first one's graphs in one request: nothing is left twice
+    size = len(store)
+    assert CliRunner().invoke(main, ["build", str(ROOT), "--store", oxigraph_server]).exit_code == 0
+    assert len(store) == size
+
+    server = start_server(oxigraph_server, log_dir=tmp_path)  # type: ignore[arg-type]
+    try:
+        page = requests.get(server.url + "/page/org-access-now", timeout=30)
+        assert page.status_code == 200 and "Access Now" in page.text
+        answer = requests.get(server.url + "/sparql", params={"query": "SELECT ?c WHERE { ?o mg:leadsCampaign ?c }"},
+                              headers={"Accept": "application/sparql-results+json"}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["results"]["bindings"]
+        assert requests.get(server.url + "/readyz", timeout=30).status_code == 200
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
 
-from .audits import audit_graphs
+from .audit_cache import AuditOutcome, audit_pass
 from .config import ONTOLOGY_FILES, SHAPES_FILES
 from .wikidata_links import LINKS_PATH, link_problems, linkset_graph, sameas_quads
 from .assembly import entity_graphs, tag_labels, vocabulary_graph
@@ -50,7 +50,7 @@ class Analysis:
     entries: dict[str, tuple[MappedEntity, list[Problem]]] = field(default_factory=dict)
     cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
     shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
-    audit_quads: list[Quad] = field(default_factory=list)
+    audits: AuditOutcome = field(default_factory=AuditOutcome)
 
     def shacl_changed(self, path: str) -> bool:
         return self.shacl_by_path.get(path, []) != self.cached_shacl.get(path, [])
@@ -108,7 +108,8 @@ class _Stage:
 
 def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers: int | None = None,
             want_report: bool = False, progress: Progress | None = None,
-            previous: dict[str, dict] | None = None) -> Analysis:
+            previous: dict[str, dict] | None = None,
+            previous_audits: dict[str, dict] | None = None) -> Analysis:
     """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
 
     With ``previous`` (the manifest entries of the last build, by path), files whose
@@ -163,9 +164,9 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         a.entities = list(by_path.values())
         a.problems.extend(check(a.index))
         a.problems.extend(link_problems(a.index, LINKS_PATH))
-    with timer("audits"):
-        # audit graphs are made whole each time: staleness depends on every entity's blob
-        a.audit_quads = list(audit_graphs(source, a.index, iris, a.problems))
+    with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
+        a.audits = audit_pass(source, a.index, iris, previous_audits)
+        a.problems.extend(a.audits.problems)
     a.cached_shacl = cached_shacl
     if shacl:
         with timer("validate"):
@@ -291,10 +292,39 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
         pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
                        strict=strict, workers=workers, title=title, full=full, progress=progress)
         path = nb.commit(on_complete=lambda final: manifest.write(
-            manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries()),
+            manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(), pin.analysis.audits.entries),
             blobs_of=blobs_of_build, optimize=pin.previous is None)
     return BuildResult(pin.analysis, path, pin.triples, pin.by_type, pin.analysis.seconds,
                        time.perf_counter() - t0, incremental=pin.previous is not None, rebuilt=pin.rebuilt)
+
+
+def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool = False,
+                 workers: int | None = None, title: str = CORPUS_TITLE,
+                 progress: Progress | None = None) -> BuildResult:
+    """Build ``source`` into a remote SPARQL store: everything in memory, validated, then the
+    whole dataset replaced by ONE update request (atomic where the server runs an update as
+    one transaction: Oxigraph, Fuseki, GraphDB). Always a full build."""
+    from .remote import RemoteStore
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0 = time.perf_counter()
+    a = analyse(source, iris, workers=workers, progress=progress)
+    if not a.index or not a.index.by_id:
+        raise MgRdfError(f"{source.provenance.location}: no entity could be read; the remote store is unchanged")
+    if strict and (a.violations or a.warnings):
+        raise BuildRefused(a)
+    remote = RemoteStore(url)
+    timer = _Timer(a.seconds)
+    with timer("load"):
+        quads = list(_all_quads(a, source, iris))
+        by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
+        facts = DatasetFacts(source.provenance, title, by_type, len(set(quads)), _input_date(a))
+        meta = dataset_graph(facts, iris) + build_graph(iris, started, time.perf_counter() - t0, a.warnings,
+                                                        a.violations)
+        meta += sameas_quads(a.index, iris, LINKS_PATH)
+        old = list(remote.named_graphs())   # graphs of the previous build that this one does not write
+        sent = remote.replace_graphs(old, quads + meta, timeout=600)
+    return BuildResult(a, url, sent, by_type, a.seconds, time.perf_counter() - t0)  # type: ignore[arg-type]
 
 
 def previous_build_for(prev_dir: Path | None, source: CorpusSource) -> Path | None:
@@ -335,8 +365,10 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     fp = manifest.fingerprint(iris, source.provenance)
-    previous = None if full or previous_dir is None else manifest.read(manifest.manifest_path(previous_dir), fp)
-    a = analyse(source, iris, shacl=False, progress=progress, previous=previous)
+    whole = None if full or previous_dir is None else manifest.read_all(manifest.manifest_path(previous_dir), fp)
+    previous = None if whole is None else whole["entities"]
+    a = analyse(source, iris, shacl=False, progress=progress, previous=previous,
+                previous_audits=None if whole is None else whole.get("audits"))
     if not a.index or not a.index.by_id:
         raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
     timer = _Timer(a.seconds)
@@ -352,7 +384,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 for g in _graphs_to_replace(previous, a, iris):
                     store.remove_graph(g)
                 _replace_vocabulary(store, a, previous, iris)
-                _replace_audits(store, a, iris)
+                _replace_audits(store, a)
                 store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
             else:
                 store = writer.open()
@@ -394,29 +426,26 @@ def _graphs_to_replace(previous: dict[str, dict], a: Analysis, iris: DataIris) -
 def _replace_vocabulary(store, a: Analysis, previous: dict[str, dict], iris: DataIris) -> None:
     """Rewrite the tag scheme graph only when the tags in use changed (they rarely do)."""
     assert a.index is not None
-    now = tag_labels(((e.id, e.tags) for e in a.index.by_id.values()), iris)
-    winners: dict[str, list[str]] = {}
+    winners: dict[str, list[str]] = {}   # the tags of each id in the previous build (first file wins)
     for path in sorted(previous):
         item = previous[path]
         if item["type"] in TYPES:
             winners.setdefault(item["id"], item["tags"])
+    if winners.keys() == a.index.by_id.keys() and all(
+            e.stub or e.tags == winners[eid] for eid, e in a.index.by_id.items()):
+        return   # the same entities, and the re-read ones kept their tags: the scheme is the same
+    now = tag_labels(((e.id, e.tags) for e in a.index.by_id.values()), iris)
     if tag_labels(winners.items(), iris) == now:
         return
     store.remove_graph(NamedNode(iris.vocabulary_graph))
     store.extend(vocabulary_graph(a.index, iris, now))
 
 
-def _replace_audits(store, a: Analysis, iris: DataIris) -> None:
-    """Bring the audit graphs up to date by their difference: most builds change none."""
-    prefix = iris.base + "graph/audit/"
-    now = set(a.audit_quads)
-    graphs_now = {q.graph_name for q in now}
-    for g in [g for g in store.named_graphs() if g.value.startswith(prefix) and g not in graphs_now]:
+def _replace_audits(store, a: Analysis) -> None:
+    """Replace the graphs of the audits read again (most builds: none)."""
+    for g in sorted(a.audits.drop, key=str):
         store.remove_graph(g)
-    before = {q for g in graphs_now for q in store.quads_for_pattern(None, None, None, g)}
-    for q in before - now:
-        store.remove(q)
-    store.extend(now - before)
+    store.extend(a.audits.quads)
 
 
 def _changed_quads(a: Analysis, source: CorpusSource, iris: DataIris, fresh_ids: set[str]) -> Iterator[Quad]:
@@ -441,5 +470,5 @@ def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Qu
     for eg in entity_graphs(a.index, source.provenance, iris):
         yield from eg.quads
     yield from vocabulary_graph(a.index, iris)
-    yield from a.audit_quads
+    yield from a.audits.quads
     yield from _vocabularies()

@@ -33,10 +33,22 @@ def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
         raise click.BadParameter(str(e)) from None
 
 
+class StoreLocation(click.ParamType):
+    """A store directory, or the query endpoint URL of a remote SPARQL store."""
+
+    name = "PATH|URL"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        return text if text.startswith(("http://", "https://")) else Path(text)
+
+
 store_option = click.option(
-    "--store", "store", type=click.Path(path_type=Path), envvar="MG_RDF_STORE",
+    "--store", "store", type=StoreLocation(), envvar="MG_RDF_STORE",
     default=default_store_path, show_default="$XDG_DATA_HOME/mg-rdf/store",
-    help="Store directory (env MG_RDF_STORE).")
+    help="Store directory, or the query endpoint URL of a SPARQL 1.1 server (env MG_RDF_STORE).")
 base_option = click.option(
     "--base", "base", callback=_base, envvar="MG_RDF_BASE", default=None,
     help="Base IRI of the data, ending in '/' (env MG_RDF_BASE; default https://w3id.org/movement-graph/).")
@@ -168,8 +180,14 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
     rev = revs[0] if revs else None
     try:
         src, title = _open(source, rev, commit, repository)
-        result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
-                       progress=_progress_bar())
+        if isinstance(store, str):   # a remote SPARQL store
+            from .build import build_remote
+
+            result = build_remote(src, store, DataIris(base), strict=strict, workers=workers, title=title,
+                                  progress=_progress_bar())
+        else:
+            result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
+                           progress=_progress_bar())
     except BuildRefused as e:
         _report(e.analysis.sorted_problems(), None if show_all else 50)
         raise click.ClickException(str(e)) from None
@@ -179,7 +197,8 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
     problems = a.sorted_problems()
     if problems:
         _report(problems, None if show_all else 50)
-    how = f"incremental, {result.rebuilt} entities re-read" if result.incremental else "full"
+    how = (f"incremental, {result.rebuilt} entities re-read" if result.incremental
+           else "remote, one update request" if isinstance(store, str) else "full")
     click.echo(f"built {result.store_path} ({how}): " + _summary(a, result.triples, result.wall))
 
 
@@ -377,16 +396,28 @@ def stats_command(as_json, pin, store, base):
 @click.option("--no-service", is_flag=True, help="Refuse every SERVICE call (no federation).")
 @click.option("--shutdown-grace", type=float, default=None,
               help="Seconds in-flight requests get to finish on SIGTERM (default: the query time limit + 5).")
+@click.option("--watch", "watch_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A corpus folder to build first and then watch: every change is applied (incremental build, "
+                   "atomic swap) while serving.")
 @store_option
 @base_option
 def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, no_service,
-                  shutdown_grace, store, base):
+                  shutdown_grace, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
     from .web.serve import serve
 
+    if watch_dir is not None:
+        if isinstance(store, str):
+            raise click.UsageError("--watch builds into a local store, not a remote one")
+        from .watch import CorpusWatcher
+
+        watcher = CorpusWatcher(watch_dir, store, DataIris(base))
+        click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
+        watcher.rebuild()
+        watcher.start()
     try:
-        if current_build(store) is None:
+        if not isinstance(store, str) and current_build(store) is None:
             click.echo(f"no store at {store}: building the bundled sample corpus first")
             src, title = _open(None, None, None, "")
             result = build(src, store, DataIris(base), title=title)

@@ -23,7 +23,7 @@ from .problems import Problem, Severity
 from .source import Provenance
 from .vocab import DataIris
 
-FORMAT = 1
+FORMAT = 2
 # The modules whose code decides what a file becomes: a change to any of them
 # invalidates every manifest.
 _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vocab.py", "assembly.py",
@@ -75,13 +75,21 @@ def stub(path: str, item: dict[str, Any], iris: DataIris) -> tuple[MappedEntity,
     return e, [_unproblem(r) for r in item["problems"]], [_unproblem(r) for r in item["shacl"]]
 
 
-def write(path: Path, fp: str, entries: dict[str, dict[str, Any]]) -> None:
+def write(path: Path, fp: str, entries: dict[str, dict[str, Any]],
+          audits: dict[str, dict[str, Any]] | None = None) -> None:
     """Write a manifest (pickled plain data: it is the store's own cache, read by nobody else,
-    and pickle is ~10x faster than JSON here, which matters for a one-file rebuild)."""
+    and pickle is ~10x faster than JSON here, which matters for a one-file rebuild).
+    ``audits``: per audit file, what its graph was made from (see build.AuditCache)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
-        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {}}, fh,
+                    protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
+    # the blobs alone, beside it: garbage collection of kept sources reads only these
+    blobs = path.with_name(path.name + ".blobs")
+    tmp = blobs.with_name(blobs.name + f".tmp{os.getpid()}")
+    tmp.write_text("\n".join(sorted({item["blob"] for item in entries.values()})))
+    os.replace(tmp, blobs)
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -95,13 +103,22 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 def read(path: Path, fp: str) -> dict[str, dict[str, Any]] | None:
     """The entries of a manifest written with fingerprint ``fp``, or None."""
+    data = read_all(path, fp)
+    return None if data is None else data["entities"]
+
+
+def read_all(path: Path, fp: str) -> dict[str, Any] | None:
+    """The whole manifest (entities and audits) when written with fingerprint ``fp``."""
     data = _load(path)
     if data is None or data.get("fingerprint") != fp:
         return None
-    return data["entities"]
+    return data
 
 
 def blobs_of(build_dir: Path) -> set[str] | None:
-    """The git blobs of the files a build read (None when its manifest is missing)."""
-    data = _load(manifest_path(build_dir))
-    return None if data is None else {item["blob"] for item in data["entities"].values()}
+    """The git blobs of the entity files a build read (None when it did not record them)."""
+    try:
+        return set((manifest_path(build_dir).with_name(manifest_path(build_dir).name + ".blobs"))
+                   .read_text().split())
+    except OSError:
+        return None

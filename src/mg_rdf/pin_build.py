@@ -114,7 +114,8 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
         def write_manifests(final: Path) -> None:
             for k, load in loads.items():
                 where = final if k == current_key else pins.pins_dir(final) / k
-                manifest.write(manifest.manifest_path(where), load.fingerprint, load.manifest_entries())
+                manifest.write(manifest.manifest_path(where), load.fingerprint, load.manifest_entries(),
+                               load.analysis.audits.entries)
 
         path = nb.commit(on_complete=write_manifests, blobs_of=blobs_of_build, optimize=cur.previous is None)
     return PinsResult(cur.analysis, path, cur.triples, cur.by_type, cur.analysis.seconds, time.perf_counter() - t0,

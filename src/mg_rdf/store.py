@@ -60,7 +60,12 @@ def source_path(store_path: Path, blob: str) -> Path:
     return store_path / "sources" / blob[:2] / blob
 
 
-def open_read_only(path: Path) -> Store:
+def open_read_only(path: Path | str) -> Store:
+    """The current build of a store directory, read-only; or a remote SPARQL store by URL."""
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        from .remote import RemoteStore
+
+        return RemoteStore(path)  # type: ignore[return-value]
     build = current_build(path)
     if build is None:
         raise MgRdfError(f"{path}: no store has been built here yet (run `mg-rdf build`)")

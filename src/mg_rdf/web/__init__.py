@@ -24,7 +24,8 @@ from ..problems import MgRdfError
 from ..store import default_store_path
 from ..wikidata_links import WIKIDATA_QUERY_SERVICE
 from ..vocab import DEFAULT_BASE, DataIris
-from .state import Snapshot, StoreHandle
+from ..remote import is_remote
+from .state import RemoteStoreHandle, Snapshot, StoreHandle
 
 DEFAULTS: dict[str, Any] = {
     "STORE_PATH": None,            # Path of the store directory (default: MG_RDF_STORE or ~/.local/share/…)
@@ -48,10 +49,16 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({k[len("MG_RDF_"):]: v for k, v in os.environ.items()
                        if k.startswith("MG_RDF_") and k[len("MG_RDF_"):] in ("BASE",)})
     app.config.update(config or {})
-    store_path = Path(app.config["STORE_PATH"] or default_store_path())
-    app.config["STORE_PATH"] = store_path
     iris = DataIris(app.config["BASE"])
-    app.extensions["mg_rdf.store"] = StoreHandle(store_path, iris)
+    location = app.config["STORE_PATH"] or default_store_path()
+    if is_remote(str(location)):   # a SPARQL server's query endpoint (see mg_rdf.remote)
+        app.config["STORE_PATH"] = str(location)
+        cache = Path(app.config.get("CACHE_DIR") or default_store_path().parent / "remote-cache")
+        app.extensions["mg_rdf.store"] = RemoteStoreHandle(str(location), iris, cache)
+    else:
+        store_path = Path(location)
+        app.config["STORE_PATH"] = store_path
+        app.extensions["mg_rdf.store"] = StoreHandle(store_path, iris)
     app.extensions["mg_rdf.iris"] = iris
 
     from . import api, docs, dumps, entities, federation, hardening, health, pages, query_page, releases, sparql

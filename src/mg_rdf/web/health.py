@@ -15,7 +15,6 @@ Both answer small JSON documents that are never cached.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app
 
 from ..problems import MgRdfError
+from .state import query_location
 from .query_service import PoolBusy, QueryJob, QueryPool, QueryTimeout, WorkerLost
 
 bp = Blueprint("health", __name__)
@@ -79,7 +79,7 @@ def readyz() -> Response:
 
 def _current_build(store_path) -> str:
     # Written exactly as /sparql writes it: a worker reopens its store whenever this string changes.
-    return os.path.join(store_path, os.readlink(os.path.join(store_path, "current")))
+    return query_location(store_path)
 
 
 def _ms(started: float) -> float:

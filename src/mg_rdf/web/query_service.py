@@ -141,7 +141,7 @@ def evaluate(store: Any, job: QueryJob) -> QueryAnswer:
 
 def worker_main() -> None:
     """The worker loop: read a job, answer it, until the web process closes the pipe."""
-    from pyoxigraph import Store
+    from ..remote import open_store
 
     out_fd = os.dup(1)
     os.dup2(2, 1)   # anything printed by a library goes to the log, never into the answer pipe
@@ -158,7 +158,7 @@ def worker_main() -> None:
         store = opened.get(job.build_dir)
         if store is None:
             try:
-                store = opened[job.build_dir] = Store.read_only(job.build_dir)
+                store = opened[job.build_dir] = open_store(job.build_dir)
             except OSError as e:
                 send_frame(out_fd, {"status": "error", "message": f"cannot open the store: {e}"})
                 continue

@@ -47,7 +47,6 @@ preflight requests.
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Triple, serialize
 from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
 from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML, RESULTS_JSON, RESULTS_XML,
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
+from .state import query_location
 from .query_service import PoolBusy, QueryJob, QueryPool, QueryTimeout, WorkerLost, shared_pool
 
 bp = Blueprint("sparql", __name__)
@@ -287,9 +287,10 @@ def _answer(req: QueryRequest) -> Response:
 
 
 def _current_build(store_path) -> str:
-    """The build directory ``current`` points at now (a readlink: cheap enough for every query)."""
+    """The build directory ``current`` points at now (a readlink: cheap enough for every query),
+    or the remote store's URL."""
     try:
-        return os.path.join(store_path, os.readlink(os.path.join(store_path, "current")))
+        return query_location(store_path)
     except OSError:
         raise ProtocolError(503, f"No store has been built at {store_path} yet.") from None
 

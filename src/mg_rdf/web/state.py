@@ -8,8 +8,10 @@ it started with, so it never sees half of one build and half of another.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from pyoxigraph import Store
 
 from .. import schema
 from ..problems import MgRdfError
+from ..remote import RemoteStore, is_remote
 from ..store import current_build, source_path
 from ..vocab import MG, DataIris
 
@@ -59,9 +62,19 @@ class Snapshot:
 _CLASS_TO_TYPE = {MG + t.cls: t.name for t in schema.TYPES.values()}
 
 
-def load_snapshot(build_dir: Path, iris: DataIris) -> Snapshot:
-    store = Store.read_only(str(build_dir))
-    snap = Snapshot(store, build_dir, iris, build_dir.name, build_dir.stat().st_mtime)
+def query_location(store: Path | str) -> str:
+    """What a query worker opens: the current build directory, or a remote store's URL.
+    Raises OSError when no build is current."""
+    if is_remote(store):
+        return str(store)
+    return os.path.join(store, os.readlink(os.path.join(store, "current")))
+
+
+def load_snapshot(build_dir: Path, iris: DataIris, store: Store | None = None, version: str | None = None,
+                  built_at: float | None = None) -> Snapshot:
+    store = store if store is not None else Store.read_only(str(build_dir))
+    snap = Snapshot(store, build_dir, iris, version or build_dir.name,
+                    built_at if built_at is not None else build_dir.stat().st_mtime)
     q = f"""SELECT ?e ?c ?name ?path ?blob WHERE {{ GRAPH ?g {{ ?g <{MG}describes> ?e ; <{MG}sourcePath> ?path .
             ?e a ?c . OPTIONAL {{ ?e <{MG}name> ?name }} OPTIONAL {{ ?g <{MG}sourceBlob> ?blob }} }} }}"""
     for row in store.query(q):
@@ -109,6 +122,47 @@ class StoreHandle:
     @property
     def build_dir(self) -> Path | None:
         return current_build(self.path)
+
+
+class RemoteStoreHandle:
+    """Serves from a remote SPARQL store; notices a new build by its build record (checked at
+    most every ``poll`` seconds). Caches (dumps, rendered pages) go to a local folder."""
+
+    def __init__(self, url: str, iris: DataIris, cache_dir: Path, poll: float = 5.0):
+        self.url, self.iris, self.cache_dir, self.poll = url, iris, cache_dir, poll
+        self.store = RemoteStore(url)
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._checked = 0.0
+        self._version: str | None = None
+
+    def _remote_version(self) -> str:
+        q = f"SELECT ?t WHERE {{ GRAPH <{self.iris.base}graph/build> {{ ?b <http://www.w3.org/ns/prov#startedAtTime> ?t }} }}"
+        rows = list(self.store.query(q))
+        if not rows:
+            raise MgRdfError(f"{self.url}: no mg-rdf build is stored there yet (run `mg-rdf build … --store {self.url}`)")
+        return "remote-" + hashlib.sha1(rows[0]["t"].value.encode()).hexdigest()[:12]
+
+    def current(self) -> Snapshot:
+        now = time.monotonic()
+        snap = self._snapshot
+        if snap is not None and now - self._checked < self.poll:
+            return snap
+        with self._lock:
+            if self._snapshot is None or now - self._checked >= self.poll:
+                version = self._remote_version()
+                self._checked = now
+                if version != self._version or self._snapshot is None:
+                    build_dir = self.cache_dir / "builds" / version
+                    build_dir.mkdir(parents=True, exist_ok=True)
+                    self._snapshot = load_snapshot(build_dir, self.iris, self.store, version, time.time())
+                    self._snapshot.store_root = self.cache_dir
+                    self._version = version
+            return self._snapshot
+
+    @property
+    def build_dir(self) -> Path | None:
+        return self._snapshot.build_dir if self._snapshot else None
 
 
 def _link_target(path: Path) -> str | None:

@@ -439,26 +439,13 @@ def audit_graphs(source: CorpusSource, index: CorpusIndex, iris: DataIris,
                  problems: list[Problem]) -> Iterator[Quad]:
     """Every audit file of ``source`` as quads, one named graph ``{BASE}graph/audit/{id}`` each, with
     the file's provenance; staleness is judged against the entities of ``index`` (the same corpus
-    version). Problems go into ``problems``."""
-    blobs = {entity_id: e.blob for entity_id, e in index.by_id.items()}
-    seen: dict[str, str] = {}
-    for f in source.audit_files():
-        read = read_audit(f)
-        problems.extend(read.problems)
-        if read.record is None:
-            continue
-        entity_id = read.record.entity_id
-        if entity_id in seen:
-            problems.append(Problem(f.path, read.record.line("entity_id"), "entity_id",
-                                    f"a second audit of this entity ({seen[entity_id]} came first); not loaded",
-                                    entity_id, Severity.VIOLATION, "audit-duplicate"))
-            continue
-        seen[entity_id] = f.path
-        g = NamedNode(audit_graph_iri(iris, entity_id))
-        quads, found = map_audit(read.record, iris, blobs, graph=g)
-        problems.extend(found)
-        yield from quads  # type: ignore[misc]
-        yield from _provenance(g, NamedNode(audit_iri(iris, entity_id)), f, source.provenance)
+    version). Problems go into ``problems``. (The build uses ``audit_cache.audit_pass``, which can
+    also skip the audits whose inputs did not change.)"""
+    from .audit_cache import audit_pass
+
+    outcome = audit_pass(source, index, iris)
+    problems.extend(outcome.problems)
+    yield from outcome.quads
 
 
 def _provenance(g: NamedNode, audit: NamedNode, f: SourceFile, provenance: Provenance) -> list[Quad]:

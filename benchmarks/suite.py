@@ -80,7 +80,7 @@ def run_build(corpus: Path, work: Path) -> dict:
 
 
 def build_table(results: dict[int, dict]) -> str:
-    stages = ("read", "parse", "map", "validate", "load")
+    stages = ("read", "parse", "map", "check", "audits", "validate", "load")
     rows = [["corpus", "entities", "triples", *stages, "total", "dump", "incremental (1 edit)",
              "peak RSS MB (main / workers)", "store MB"]]
     for size, r in results.items():

@@ -156,7 +156,8 @@ def test_a_failure_while_building_the_second_pin_leaves_the_previous_store_curre
         build_pins(history, ["v1", "broken", "v3"], store, IRIS, workers=1)   # 'broken' deletes every entity
     assert current_build(store) == before
     assert sorted(p.name for p in (store / "builds").iterdir()) == \
-        sorted([before.name, before.name + ".manifest", before.name + ".pins"]), "nothing of the failed build is left"
+        sorted([before.name, before.name + ".manifest", before.name + ".manifest.blobs", before.name + ".pins"]), \
+        "nothing of the failed build is left"
     index = pins.read_index(before)
     assert [p.name for p in index.pins] == ["v1", "v2"]
     assert all(len(Store.read_only(str(index.directory(p)))) > 1000 for p in index.pins)

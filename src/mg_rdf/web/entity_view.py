@@ -26,6 +26,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 
 from .. import schema
 from ..vocab import MG, MGX, ONTOLOGY_IRI, OWL, PROV, RDF, RDFS, SCHEMA, SKOS
+from .audit_view import AuditView, audit_view
 from .markdown import render
 from .state import Snapshot
 
@@ -132,6 +133,7 @@ class EntityView:
     parts: dict[str, list[Part]] = field(default_factory=dict)
     origin: Origin | None = None
     same_as: list[str] = field(default_factory=list)
+    audit: AuditView | None = None    # the claim-level audit of the entry (audits/<id>.md), if any
 
     @property
     def ref(self) -> EntityRef:
@@ -223,16 +225,17 @@ _RENDERED: OrderedDict[tuple, str] = OrderedDict()
 RENDER_CACHE_SIZE = 2048   # rendered prose pieces kept (markdown-it is the slowest step of a page)
 
 
-def prose_html(snap: Snapshot, text: str, path: str, page_prefix: str, drop_title: str | None = None) -> str:
-    """``text`` rendered by ``markdown.render``, entity links as ``page_prefix + id``.
+def prose_html(snap: Snapshot, text: str, path: str, page_prefix: str, drop_title: str | None = None,
+               page_suffix: str = "") -> str:
+    """``text`` rendered by ``markdown.render``, entity links as ``page_prefix + id + page_suffix``.
 
     Cached: within one build the same text always renders the same way, so the key
     is (build, prefix, file, text)."""
-    key = (snap.version, page_prefix, path, text, drop_title)
+    key = (snap.version, page_prefix, page_suffix, path, text, drop_title)
     html = _RENDERED.get(key)
     if html is None:
         def href(eid: str) -> str | None:
-            return page_prefix + quote(eid, safe="") if eid in snap.entities else None
+            return page_prefix + quote(eid, safe="") + page_suffix if eid in snap.entities else None
         html = render(text, path, href, drop_title)
         _RENDERED[key] = html
         while len(_RENDERED) > RENDER_CACHE_SIZE:
@@ -242,9 +245,9 @@ def prose_html(snap: Snapshot, text: str, path: str, page_prefix: str, drop_titl
     return html
 
 
-def gather(snap: Snapshot, entity_id: str, page_prefix: str) -> EntityView:
+def gather(snap: Snapshot, entity_id: str, page_prefix: str, page_suffix: str = "") -> EntityView:
     """Everything the entity page shows. ``entity_id`` must be a key of ``snap.entities``;
-    links in prose to an entity ``x`` become ``page_prefix + x``."""
+    links in prose to an entity ``x`` become ``page_prefix + x + page_suffix``."""
     summary = snap.entities[entity_id]
     etype = schema.TYPES[summary.type]
     e_iri, g_iri = snap.iris.entity(entity_id), snap.iris.graph(entity_id)
@@ -268,7 +271,7 @@ def gather(snap: Snapshot, entity_id: str, page_prefix: str) -> EntityView:
                 return Value(term.value, href=term.value)
             return Value(term_label(snap, term.value))
         text = term.value
-        return Value(text, html=prose_html(snap, text, path, page_prefix) if prose else None)
+        return Value(text, html=prose_html(snap, text, path, page_prefix, page_suffix=page_suffix) if prose else None)
 
     for local in ("status", "confidence"):
         terms = own.get(MG + local)
@@ -278,7 +281,7 @@ def gather(snap: Snapshot, entity_id: str, page_prefix: str) -> EntityView:
     view.tags = _tags(snap, own.get(MG + "tag", []))
     view.same_as = sorted(t.value for p in SAME_AS for t in own.get(p, []))
     for t in own.get(MG + "body", []):
-        view.body_html = prose_html(snap, t.value, path, page_prefix, drop_title=summary.name)
+        view.body_html = prose_html(snap, t.value, path, page_prefix, drop_title=summary.name, page_suffix=page_suffix)
     for p, terms in own.items():
         local = p[len(MG):] if p.startswith(MG) else None
         if local in FORWARD:
@@ -300,6 +303,7 @@ def gather(snap: Snapshot, entity_id: str, page_prefix: str) -> EntityView:
     _others(snap, view)
     view.origin = Origin(about_graph.get(MG + "sourcePath", path), about_graph.get(MG + "corpusCommit"),
                          about_graph.get(PROV + "wasDerivedFrom"), about_graph.get(MG + "sourceBlob"))
+    view.audit = audit_view(snap, entity_id)
     return view
 
 
@@ -311,6 +315,8 @@ def _others(snap: Snapshot, view: EntityView) -> None:
             continue
         p = q.predicate.value
         local = p[len(MG):] if p.startswith(MG) else ""
+        if local == "audit":   # stated in the audit's graph: the Audit section shows it, it is no connection
+            continue
         if local == "mentionedBy":
             view.mentioned_by.append(Link(local, "mentioned by", entity_ref(snap, q.object.value), mention=True))
         elif local in schema.RELATIONS and snap.iris.entity_id_of(q.object.value):

@@ -25,6 +25,7 @@ from pyoxigraph import NamedNode
 from .. import schema
 from ..vocab import DCT, MG, PROV, SCHEMA, SKOS, VOID
 from . import current_snapshot
+from .audit_view import audit_figures
 from .negotiation import HTML, Representation, by_key, negotiate
 from .state import EntitySummary, Snapshot
 
@@ -265,7 +266,7 @@ def home():
     summary = dataset_summary(snap)
     tags = sorted(all_tags(snap).values(), key=lambda t: (-t.count, t.label))
     return render_template("home.html", summary=summary, top_tags=tags[:30], tag_total=len(tags),
-                           entity_total=summary.entities or len(snap.entities))
+                           entity_total=summary.entities or len(snap.entities), audits=audit_figures(snap))
 
 
 @bp.get("/browse")

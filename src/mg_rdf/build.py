@@ -1,9 +1,9 @@
-"""The build pipeline: read -> parse -> map -> check -> validate -> load -> swap.
+"""The build: an analysed corpus loaded into a new Oxigraph store and swapped in.
 
-``analyse`` turns a corpus source into mapped entities plus every problem found
-(what ``mg-rdf validate`` reports); ``build`` also loads them into a new
-Oxigraph store and swaps it in. Both time each stage, for the summary line and
-the benchmarks.
+``build`` writes a new store (or a hard-linked copy of the previous one with the
+changed files' graphs replaced) and swaps it in atomically; ``build_remote``
+sends it to a SPARQL server in one update request. The analysis itself (read,
+parse, map, checks, audits, SHACL) is ``analysis.analyse``.
 """
 
 from __future__ import annotations
@@ -11,202 +11,25 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
 
-from .audit_cache import AuditOutcome, audit_pass
-from .config import ONTOLOGY_FILES, SHAPES_FILES
-from .wikidata_links import LINKS_PATH, link_problems, linkset_graph, sameas_quads
-from .assembly import entity_graphs, tag_labels, vocabulary_graph
-from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
-from .integrity import CorpusIndex, check
-from .mapping import MappedEntity, map_entity
-from .problems import MgRdfError, Problem, Severity
-from .reader import read_entity
-from .schema import TYPES
 from . import manifest, pins
-from .source import CorpusSource, SourceFile
+from .analysis import Analysis, Progress, _Timer, analyse
+from .assembly import entity_graphs, tag_labels, vocabulary_graph
+from .config import ONTOLOGY_FILES, SHAPES_FILES
+from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
+from .problems import MgRdfError
+from .schema import TYPES
+from .source import CorpusSource
 from .store import StoreWriter, current_build, new_build
-from .validation import PendingValidation, ShaclOutcome, validate
+from .validation import PendingValidation
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
+from .wikidata_links import LINKS_PATH, linkset_graph, sameas_quads
 
-
-Progress = Callable[[str, int, int], None]   # (stage, done, total)
-
-
-@dataclass
-class Analysis:
-    source: CorpusSource
-    iris: DataIris
-    entities: list[MappedEntity] = field(default_factory=list)
-    index: CorpusIndex | None = None
-    problems: list[Problem] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    files: int = 0
-    shacl_report: object | None = None
-    # path -> (entity, its read+map problems): what the manifest of this build records
-    entries: dict[str, tuple[MappedEntity, list[Problem]]] = field(default_factory=dict)
-    cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
-    shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
-    audits: AuditOutcome = field(default_factory=AuditOutcome)
-
-    def shacl_changed(self, path: str) -> bool:
-        return self.shacl_by_path.get(path, []) != self.cached_shacl.get(path, [])
-
-    def to_validate(self) -> list[MappedEntity]:
-        """The loaded entities SHACL must look at: all but the unchanged ones."""
-        assert self.index is not None
-        return [e for e in self.index.by_id.values() if not e.stub]
-
-    def take_shacl(self, outcome: "ShaclOutcome") -> None:
-        fresh = _without_duplicates(outcome, self.problems)
-        for p in fresh:
-            self.shacl_by_path.setdefault(p.path, []).append(p)
-        assert self.index is not None
-        for e in self.index.by_id.values():
-            if e.stub:
-                cached = self.cached_shacl.get(e.path, [])
-                self.shacl_by_path[e.path] = cached
-                self.problems.extend(cached)
-        self.problems.extend(fresh)
-
-    def count(self, severity: Severity) -> int:
-        return sum(1 for p in self.problems if p.severity is severity)
-
-    @property
-    def violations(self) -> int:
-        return self.count(Severity.VIOLATION)
-
-    @property
-    def warnings(self) -> int:
-        return self.count(Severity.WARNING)
-
-    def sorted_problems(self) -> list[Problem]:
-        return sorted(set(self.problems), key=lambda p: (p.path, p.line or 0, p.field or "", p.message))
-
-
-class _Timer:
-    def __init__(self, seconds: dict[str, float]):
-        self.seconds = seconds
-
-    def __call__(self, stage: str) -> "_Stage":
-        return _Stage(self.seconds, stage)
-
-
-class _Stage:
-    def __init__(self, seconds: dict[str, float], name: str):
-        self.seconds, self.name = seconds, name
-
-    def __enter__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds[self.name] = self.seconds.get(self.name, 0.0) + time.perf_counter() - self.t0
-
-
-def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers: int | None = None,
-            want_report: bool = False, progress: Progress | None = None,
-            previous: dict[str, dict] | None = None,
-            previous_audits: dict[str, dict] | None = None) -> Analysis:
-    """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
-
-    With ``previous`` (the manifest entries of the last build, by path), files whose
-    blob is unchanged are not parsed again: their references, tags and problems come
-    from the manifest. Entities that point at an id whose existence or type changed
-    are mapped again, since their reverse links and SHACL results depend on it.
-    """
-    a = Analysis(source, iris)
-    timer = _Timer(a.seconds)
-    with timer("read"):
-        files = {f.path: f for f in source.entity_files()}
-    a.files = len(files)
-    a.problems.extend(source.problems)
-    cached_shacl: dict[str, list[Problem]] = {}
-
-    def fresh(f: SourceFile) -> MappedEntity | None:
-        t = time.perf_counter()
-        result = read_entity(f)
-        a.seconds["parse"] = a.seconds.get("parse", 0.0) + time.perf_counter() - t
-        a.problems.extend(result.problems)
-        if result.record is None:
-            return None
-        t = time.perf_counter()
-        m = map_entity(result.record, iris)
-        a.seconds["map"] = a.seconds.get("map", 0.0) + time.perf_counter() - t
-        m.source_data = f.data
-        a.problems.extend(m.problems)
-        a.entries[f.path] = (m, [*result.problems, *m.problems])
-        return m if m.type in TYPES else None
-
-    by_path: dict[str, MappedEntity] = {}
-    a.seconds["parse"] = a.seconds["map"] = 0.0   # accumulated per file by fresh()
-    with timer("stubs"):  # the files left: unchanged since the previous build (their time, minus fresh's)
-        for i, (path, f) in enumerate(sorted(files.items())):
-            old = previous.get(path) if previous else None
-            if old is not None and old["blob"] == f.blob:
-                m, problems, shacl_problems = manifest.stub(path, old, iris)
-                a.problems.extend(problems)
-                a.entries[path] = (m, problems)
-                cached_shacl[path] = shacl_problems
-                if m.type in TYPES:
-                    by_path[path] = m
-            elif (m := fresh(f)) is not None:
-                by_path[path] = m
-            if progress and i % 50 == 0:
-                progress("parse", i, len(files))
-    a.seconds["stubs"] -= a.seconds["parse"] + a.seconds["map"]
-    with timer("check"):
-        a.index = CorpusIndex(by_path.values())
-        if previous is not None:
-            for path in _affected_stubs(a.index, previous):
-                cached_shacl.pop(path, None)
-                a.problems = [p for p in a.problems if p.path != path]
-                m = fresh(files[path])
-                if m is not None:
-                    by_path[path] = m
-            a.index = CorpusIndex(by_path.values())
-        a.entities = list(by_path.values())
-        a.problems.extend(check(a.index))
-        a.problems.extend(link_problems(a.index, LINKS_PATH))
-    with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
-        a.audits = audit_pass(source, a.index, iris, previous_audits)
-        a.problems.extend(a.audits.problems)
-    a.cached_shacl = cached_shacl
-    if shacl:
-        with timer("validate"):
-            outcome = validate(a.to_validate(), a.index, iris, workers, want_report)
-            a.take_shacl(outcome)
-            a.shacl_report = outcome.report
-    return a
-
-
-def _affected_stubs(index: CorpusIndex, previous: dict[str, dict]) -> list[str]:
-    """Paths of unchanged files whose graph or SHACL result depends on an id that changed:
-    appeared, disappeared, changed type, or moved to another file."""
-    before: dict[str, tuple[str, str]] = {}
-    for path in sorted(previous):
-        item = previous[path]
-        before.setdefault(item["id"], (item["type"], path))
-    now = {eid: (e.type, e.path) for eid, e in index.by_id.items()}
-    delta = {eid for eid in before.keys() | now.keys() if before.get(eid) != now.get(eid)}
-    out = []
-    for e in index.by_id.values():
-        if not e.stub:
-            continue
-        if e.id in delta or any(r.target_id in delta for r in (*e.references, *e.mentions)):
-            out.append(e.path)
-    for first, dup in index.duplicates:  # a stub that now loses (or wins) a duplicate id
-        if dup.stub and dup.id in delta:
-            out.append(dup.path)
-    return sorted(set(out))
-
-
-def _without_duplicates(outcome: ShaclOutcome, known: list[Problem]) -> list[Problem]:
-    """SHACL results that say again what an integrity check said more precisely are dropped."""
-    said = {(p.path, p.field, p.value) for p in known if p.rule in ("dangling-reference", "reference-type")}
-    return [p for p in outcome.problems if (p.path, p.field, p.value) not in said]
+__all__ = ["Analysis", "BuildRefused", "BuildResult", "analyse", "build", "build_remote", "load_pin"]
 
 
 @dataclass

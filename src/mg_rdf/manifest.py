@@ -27,7 +27,8 @@ FORMAT = 2
 # The modules whose code decides what a file becomes: a change to any of them
 # invalidates every manifest.
 _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vocab.py", "assembly.py",
-             "integrity.py", "validation.py", "dataset.py", "manifest.py", "build.py", "audits.py")
+             "integrity.py", "validation.py", "dataset.py", "manifest.py", "build.py", "analysis.py", "audits.py",
+             "audit_cache.py", "wikidata_links.py")
 
 
 def manifest_path(build_dir: Path) -> Path:

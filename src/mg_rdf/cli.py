@@ -21,9 +21,7 @@ from .dump import FORMATS, dump_to_path
 from .problems import MgRdfError, Problem
 from .source import DEFAULT_REPOSITORY, open_source
 from .store import default_store_path, open_read_only
-from .reconcile import DEFAULT_BATCH, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from .vocab import DataIris, check_base
-from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 
 
 def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -380,76 +378,5 @@ def stats_command(as_json, pin, store, base):
             click.echo(f"{key}: {value}")
 
 
-@main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=16, show_default=True, type=int,
-              help="Request threads (more than the query workers, so pages answer while queries wait).")
-@click.option("--query-timeout", default=10.0, show_default=True, type=float,
-              help="Seconds a /sparql query may run before it is stopped.")
-@click.option("--max-results", default=10_000, show_default=True, type=int,
-              help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
-@click.option("--query-workers", default=2, show_default=True, type=int, help="Processes that run /sparql queries.")
-@click.option("--allow-service", multiple=True, metavar="URL", default=[WIKIDATA_QUERY_SERVICE], show_default=True,
-              help="A SERVICE endpoint queries may call (repeatable; replaces the default). An entry ending in '/' "
-                   "allows every URL under it, on public addresses only.")
-@click.option("--no-service", is_flag=True, help="Refuse every SERVICE call (no federation).")
-@click.option("--shutdown-grace", type=float, default=None,
-              help="Seconds in-flight requests get to finish on SIGTERM (default: the query time limit + 5).")
-@click.option("--watch", "watch_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="A corpus folder to build first and then watch: every change is applied (incremental build, "
-                   "atomic swap) while serving.")
-@store_option
-@base_option
-def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, no_service,
-                  shutdown_grace, watch_dir, store, base):
-    """Publish the store over HTTP (building the bundled sample first if there is no store)."""
-    from .store import current_build
-    from .web.serve import serve
-
-    if watch_dir is not None:
-        if isinstance(store, str):
-            raise click.UsageError("--watch builds into a local store, not a remote one")
-        from .watch import CorpusWatcher
-
-        watcher = CorpusWatcher(watch_dir, store, DataIris(base))
-        click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
-        watcher.rebuild()
-        watcher.start()
-    try:
-        if not isinstance(store, str) and current_build(store) is None:
-            click.echo(f"no store at {store}: building the bundled sample corpus first")
-            src, title = _open(None, None, None, "")
-            result = build(src, store, DataIris(base), title=title)
-            click.echo(f"built {result.store_path}: " + _summary(result.analysis, result.triples, result.wall))
-    except MgRdfError as e:
-        raise click.ClickException(str(e)) from None
-    serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
-           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
-          host=host, port=port, threads=threads, grace=shutdown_grace)
-
-
-@main.command("reconcile")
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, metavar="URL",
-              help="A Wikidata-compatible SPARQL endpoint to ask.")
-@click.option("--links", "links_path", type=click.Path(dir_okay=False, path_type=Path), default=LINKS_PATH,
-              show_default="data/wikidata-links.tsv",
-              help="The reviewed mapping: entities with an accepted row are skipped, reviewed rows are kept as they are.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the mapping with this run's proposals (default: --links itself).")
-@click.option("--batch", type=click.IntRange(1, 500), default=DEFAULT_BATCH, show_default=True,
-              help="Entities per request (one VALUES block).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
-              help="Seconds one request may take.")
-@store_option
-@base_option
-def reconcile_command(endpoint, links_path, out_path, batch, timeout, store, base):
-    """Propose Wikidata items for entities without a reviewed link, with the evidence, for review."""
-    from .reconcile import SparqlClient, reconcile
-
-    try:
-        report = reconcile(open_read_only(store), DataIris(base), SparqlClient(endpoint, timeout), links_path,
-                           out_path, batch)
-    except MgRdfError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(report.summary())
+# The commands that publish (serve, reconcile) live in cli_web.py; importing it registers them.
+from . import cli_web  # noqa: E402,F401

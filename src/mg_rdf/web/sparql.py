@@ -46,10 +46,12 @@ preflight requests.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template_string, request, url_for
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple, serialize
@@ -57,8 +59,10 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Triple, serialize
 from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
 from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML, RESULTS_JSON, RESULTS_XML,
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
+from .answer_cache import AnswerCache
 from .state import query_location
-from .query_service import PoolBusy, QueryJob, QueryPool, QueryTimeout, WorkerLost, shared_pool
+from . import current_snapshot
+from .query_service import PoolBusy, QueryAnswer, QueryJob, QueryPool, QueryTimeout, WorkerLost, shared_pool
 
 bp = Blueprint("sparql", __name__)
 
@@ -257,6 +261,16 @@ def _answer(req: QueryRequest) -> Response:
     job = QueryJob(build, req.query, solutions.key if solutions else None, graph.key if graph else None,
                    int(cfg["MAX_RESULTS"]), req.default_graph, req.named_graphs, link,
                    list(cfg["SERVICE_ALLOWLIST"]), cfg.get("SERVICE_MAX_RESULTS"))
+    cache: AnswerCache = current_app.extensions.setdefault("mg_rdf.answer_cache", AnswerCache())
+    cacheable = "service" not in req.query.lower()
+    key = (build, current_snapshot().version, req.query, job.solutions_format, job.graph_format, job.max_results,
+           tuple(req.default_graph or ()), tuple(req.named_graphs or ()), req.default_graph is None,
+           req.named_graphs is None)
+    fresh = "no-cache" in request.headers.get("Cache-Control", "") or "no-store" in request.headers.get(
+        "Cache-Control", "")
+    answer = cache.get(key) if cacheable and not fresh else None
+    if answer is not None:
+        return _ok_response(answer, cfg, link, hit=True)
     pool: QueryPool = current_app.extensions["mg_rdf.query_pool"]
     try:
         answer = pool.run(job, timeout)
@@ -275,15 +289,24 @@ def _answer(req: QueryRequest) -> Response:
         raise ProtocolError(406, f"No acceptable format for {answer.message}. " + _FORMATS_HELP)
     if answer.status != "ok":
         raise ProtocolError(500, f"The query failed: {answer.message}")
+    if cacheable:
+        cache.put(key, answer, len(answer.body) + len(req.query))
+    return _ok_response(answer, cfg, link, hit=False)
+
+
+def _ok_response(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> Response:
+    """A 200 with the answer (or a 304 when the client has these bytes: ETag is their hash)."""
     rep = _representation(answer.format, answer.kind)
     response = Response(answer.body, 200, content_type=rep.content_type)
     response.headers["Vary"] = "Accept"
-    response.headers["Server-Timing"] = f"query;dur={answer.seconds * 1000:.1f}"
+    response.headers["Server-Timing"] = f"query;dur={0 if hit else answer.seconds * 1000:.1f}"
+    response.headers["MG-RDF-Cache"] = "hit" if hit else "miss"
+    response.set_etag(hashlib.sha1(answer.body).hexdigest()[:20])
     if answer.truncated:
         response.headers["MG-RDF-Truncated"] = "true"
         response.headers["MG-RDF-Result-Limit"] = str(cfg["MAX_RESULTS"])
         response.headers["Link"] = f'<{link}>; rel="describedby"'
-    return response
+    return response.make_conditional(request)
 
 
 def _current_build(store_path) -> str:

@@ -19,6 +19,10 @@ from pyoxigraph import DefaultGraph, NamedNode, Quad, RdfFormat, Store, Triple, 
 
 from .vocab import PREFIXES, DataIris
 
+# gzip's own default: level 9 took 1.6x as long for 1.6% fewer bytes (72 MB of N-Quads: 2.8 s vs
+# 1.8 s, 7.65 MB vs 7.77 MB)
+GZIP_LEVEL = 6
+
 FORMATS: dict[str, tuple[RdfFormat, str]] = {
     "ttl": (RdfFormat.TURTLE, "text/turtle"),
     "nt": (RdfFormat.N_TRIPLES, "application/n-triples"),
@@ -45,9 +49,31 @@ def header(attribution: str) -> bytes:
             "description (void:Dataset) inside.\n").encode()
 
 
+def _sorted_lines(store: Store, iris: DataIris, fmt: str) -> bytes | None:
+    """N-Quads (or, for ``nt``, N-Triples of the union) as sorted lines, serialised by Oxigraph
+    in one call and sorted as bytes: ~1 s for the real corpus instead of ~3 s through Python
+    quad objects. None when this shortcut does not apply (a remote store, default-graph quads)."""
+    if not isinstance(store, Store) or next(iter(store.quads_for_pattern(None, None, None, DefaultGraph())), None):
+        return None
+    skip = f" <{iris.base}graph/build> .\n".encode()
+    lines = [line for line in store.dump(format=RdfFormat.N_QUADS).splitlines(keepends=True)
+             if not line.endswith(skip)]
+    if fmt == "nt":
+        # every graph name is an IRI (no spaces in it): the triple is the line before its last " <"
+        if not all(line.endswith(b"> .\n") for line in lines):
+            return None
+        lines = list({line[:line.rindex(b" <")] + b" .\n" for line in lines})
+    lines.sort()
+    return b"".join(lines)
+
+
 def write_dump(store: Store, fmt: str, out: IO[bytes], iris: DataIris, attribution: str) -> None:
     """Serialise the dataset to ``out`` in ``fmt`` (ttl|nt|nq|jsonld)."""
     rdf_format, _ = FORMATS[fmt]
+    if fmt in ("nq", "nt") and (data := _sorted_lines(store, iris, fmt)) is not None:
+        out.write(header(attribution))
+        out.write(data)
+        return
     quads = _sorted_quads(store, iris)
     if fmt != "jsonld":
         out.write(header(attribution))
@@ -65,7 +91,7 @@ def dump_to_path(store: Store, fmt: str, path: Path, iris: DataIris, attribution
     try:
         with open(tmp, "wb") as raw:
             if compress:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL) as gz:
                     write_dump(store, fmt, gz, iris, attribution)  # type: ignore[arg-type]
             else:
                 write_dump(store, fmt, raw, iris, attribution)
@@ -78,7 +104,7 @@ def dump_to_path(store: Store, fmt: str, path: Path, iris: DataIris, attribution
 def dump_bytes(store: Store, fmt: str, iris: DataIris, attribution: str, compress: bool = False) -> bytes:
     buf = io.BytesIO()
     if compress:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=GZIP_LEVEL) as gz:
             write_dump(store, fmt, gz, iris, attribution)  # type: ignore[arg-type]
     else:
         write_dump(store, fmt, buf, iris, attribution)

@@ -20,7 +20,7 @@ from .problems import Problem, Severity
 from .reader import read_entity
 from .schema import TYPES
 from .source import CorpusSource, SourceFile
-from .validation import ShaclOutcome, validate
+from .validation import PendingValidation, ShaclOutcome
 from .vocab import DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 
@@ -100,16 +100,24 @@ class _Stage:
 def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers: int | None = None,
             want_report: bool = False, progress: Progress | None = None,
             previous: dict[str, dict] | None = None,
-            previous_audits: dict[str, dict] | None = None) -> Analysis:
+            previous_audits: dict[str, dict] | None = None,
+            before_audits: Callable[[Analysis], None] | None = None) -> Analysis:
     """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
 
     With ``previous`` (the manifest entries of the last build, by path), files whose
     blob is unchanged are not parsed again: their references, tags and problems come
     from the manifest. Entities that point at an id whose existence or type changed
     are mapped again, since their reverse links and SHACL results depend on it.
+
+    SHACL (which needs only the entities) starts in worker processes before the audits are
+    read, so the two overlap; ``before_audits`` lets a build start its own at that point.
     """
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
+    remember = getattr(source, "remember", None)   # a folder: skip reading files whose stat is unchanged
+    if remember is not None:
+        for entries in (previous or {}, previous_audits or {}):
+            remember({path: (tuple(item["stat"]), item["blob"]) for path, item in entries.items() if item.get("stat")})
     with timer("read"):
         files = {f.path: f for f in source.entity_files()}
     a.files = len(files)
@@ -161,15 +169,22 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         a.entities = list(by_path.values())
         a.problems.extend(check(a.index))
         a.problems.extend(link_problems(a.index, LINKS_PATH))
-    with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
-        a.audits = audit_pass(source, a.index, iris, previous_audits)
-        a.problems.extend(a.audits.problems)
     a.cached_shacl = cached_shacl
-    if shacl:
-        with timer("validate"):
-            outcome = validate(a.to_validate(), a.index, iris, workers, want_report)
+    pending = PendingValidation(a.to_validate(), a.index, iris, workers, want_report) if shacl else None
+    try:
+        if before_audits is not None:
+            before_audits(a)
+        with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
+            a.audits = audit_pass(source, a.index, iris, previous_audits)
+            a.problems.extend(a.audits.problems)
+        if pending is not None:
+            outcome = pending.result()
             a.take_shacl(outcome)
             a.shacl_report = outcome.report
+            a.seconds["validate"] = outcome.seconds
+    finally:
+        if pending is not None:
+            pending.cancel()
     return a
 
 

@@ -12,6 +12,7 @@ from pyoxigraph import Store
 from conftest import ROOT
 from mg_rdf.build import build
 from mg_rdf.dump import dump_bytes
+from mg_rdf import source as source_module
 from mg_rdf.source import FolderSource
 from mg_rdf.store import current_build
 from mg_rdf.vocab import DataIris
@@ -46,7 +47,12 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_incremental_equals_full_after_edits_additions_deletions_and_renames(tmp_path):
+@pytest.mark.parametrize("trust_stats", [False, True], ids=["hashing", "stat-cache"])
+def test_incremental_equals_full_after_edits_additions_deletions_and_renames(tmp_path, monkeypatch, trust_stats):
+    if trust_stats:
+        # trust a file's stat however recently it changed, so unchanged files are never re-read
+        # here (normally a file changed < 2 s before a build is hashed again by the next one)
+        monkeypatch.setattr(source_module, "RACY_NS", 0)
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "entities", corpus / "entities")
     store = tmp_path / "store"
@@ -122,6 +128,38 @@ def test_incremental_equals_full_with_audits(corpus_dir, tmp_path):
     check_same_as_full(corpus, store, tmp_path, "audit edited")
     (corpus / "audits" / f"{audited[-2]}.md").unlink()     # an audit removed
     check_same_as_full(corpus, store, tmp_path, "audit removed")
+
+
+def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+    """A folder build remembers each file's size, times and inode: the next build hashes only
+    files whose stat changed (and any changed less than RACY_NS before the build read it)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    monkeypatch.setattr(source_module, "RACY_NS", 0)
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    reads: list[str] = []
+    real = FolderSource._read
+
+    def counting(self, full, rel):
+        reads.append(rel)
+        return real(self, full, rel)
+
+    monkeypatch.setattr(FolderSource, "_read", counting)
+    assert build(FolderSource(corpus), store, IRIS, workers=1).rebuilt == 0
+    assert reads == []
+    time.sleep(0.02)   # past the file system's timestamp tick
+    edit(corpus / "entities/organizations/org-edri.md", "name: ", "name: Renamed ")
+    r = build(FolderSource(corpus), store, IRIS, workers=1)
+    assert reads == ["entities/organizations/org-edri.md"] and r.rebuilt >= 1
+    assert "Renamed" in nquads(store).decode()
+    # a file changed less than RACY_NS before a build read it is not trusted by the next one
+    monkeypatch.setattr(source_module, "RACY_NS", 60 * 10**9)
+    edit(corpus / "entities/organizations/org-edri.md", "name: Renamed ", "name: Again ")
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    reads.clear()
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    assert "entities/organizations/org-edri.md" in reads
 
 
 def test_serve_watch_applies_an_edit_while_serving(tmp_path):

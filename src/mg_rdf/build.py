@@ -121,7 +121,8 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
         pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
                        strict=strict, workers=workers, title=title, full=full, progress=progress)
         path = nb.commit(on_complete=lambda final: manifest.write(
-            manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(), pin.analysis.audits.entries),
+            manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(),
+            with_stats(pin.analysis.audits.entries, source)),
             blobs_of=blobs_of_build, optimize=pin.previous is None)
     return BuildResult(pin.analysis, path, pin.triples, pin.by_type, pin.analysis.seconds,
                        time.perf_counter() - t0, incremental=pin.previous is not None, rebuilt=pin.rebuilt)
@@ -196,17 +197,21 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     fp = manifest.fingerprint(iris, source.provenance)
     whole = None if full or previous_dir is None else manifest.read_all(manifest.manifest_path(previous_dir), fp)
     previous = None if whole is None else whole["entities"]
-    a = analyse(source, iris, shacl=False, progress=progress, previous=previous,
-                previous_audits=None if whole is None else whole.get("audits"))
-    if not a.index or not a.index.by_id:
-        raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
-    timer = _Timer(a.seconds)
-    by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
-    fresh_ids = {e.id for e in a.to_validate()}
-    # SHACL runs in worker processes while this process loads the store.
-    t_validate = time.perf_counter()
-    pending = PendingValidation(a.to_validate(), a.index, iris, workers, False)
+    # SHACL runs in worker processes while this process reads the audits and loads the store.
+    started_shacl: list[PendingValidation] = []
+
+    def start_shacl(a: Analysis) -> None:
+        started_shacl.append(PendingValidation(a.to_validate(), a.index, iris, workers, False))
+
     try:
+        a = analyse(source, iris, shacl=False, progress=progress, previous=previous,
+                    previous_audits=None if whole is None else whole.get("audits"), before_audits=start_shacl)
+        pending = started_shacl[0]
+        if not a.index or not a.index.by_id:
+            raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
+        timer = _Timer(a.seconds)
+        by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
+        fresh_ids = {e.id for e in a.to_validate()}
         with timer("load"):
             if previous is not None and previous_dir is not None:
                 store = writer.open_copy(previous_dir)
@@ -221,8 +226,9 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
             for e in a.index.by_id.values():
                 if not e.stub:
                     keep_source(e.blob, e.source_data)
-        a.take_shacl(pending.result())
-        a.seconds["validate"] = time.perf_counter() - t_validate
+        outcome = pending.result()
+        a.take_shacl(outcome)
+        a.seconds["validate"] = outcome.seconds
         if strict and (a.violations or a.warnings):
             raise BuildRefused(a)
         with timer("load"):
@@ -231,9 +237,13 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
             meta = dataset_graph(facts, iris)
             meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
             meta += sameas_quads(a.index, iris, LINKS_PATH)
-            writer.load(meta)
+            if previous is not None:
+                store.extend(meta)   # a few thousand quads: a transaction beats a bulk load's SST files
+            else:
+                writer.load(meta)
     finally:
-        pending.cancel()
+        for pending in started_shacl:
+            pending.cancel()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
 
 
@@ -291,7 +301,15 @@ def _entries(a: Analysis, previous: dict[str, dict] | None) -> dict[str, dict]:
             out[path] = previous[path]
         else:
             out[path] = manifest.entry(m, problems, a.shacl_by_path.get(path, []))
-    return out
+    return with_stats(out, a.source)
+
+
+def with_stats(entries: dict[str, dict], source: CorpusSource) -> dict[str, dict]:
+    """Manifest entries with the file stats a folder source saw (see FolderSource.remember)."""
+    stats = getattr(source, "stats", None)
+    if stats is None:
+        return entries
+    return {path: {**item, "stat": stats.get(path)} for path, item in entries.items()}
 
 
 def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Quad]:

@@ -8,8 +8,9 @@ knows its provenance (commit, date, repository URL). Nothing here parses.
 from __future__ import annotations
 
 import hashlib
-import threading
 import os
+import threading
+import time
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,11 +24,29 @@ DEFAULT_REPOSITORY = "https://github.com/Make-AI-Good/movement-graph"
 MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are refused, not read into memory
 
 
-@dataclass(frozen=True)
 class SourceFile:
-    path: str          # corpus-relative, '/'-separated: entities/campaigns/camp-x.md
-    data: bytes
-    blob: str          # git blob hash of ``data`` (what `git hash-object` prints)
+    """One corpus file: its corpus-relative path ('/'-separated: entities/campaigns/camp-x.md),
+    its bytes and their git blob hash (what `git hash-object` prints). A file known unchanged
+    since the last build (see ``FolderSource.remember``) is read only if its bytes are asked for."""
+
+    __slots__ = ("path", "blob", "_data", "_full")
+
+    def __init__(self, path: str, data: bytes | None, blob: str, full: Path | None = None):
+        self.path, self.blob, self._data, self._full = path, blob, data, full
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._full is not None
+            self._data = self._full.read_bytes()
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"SourceFile({self.path!r}, blob={self.blob!r})"
+
+
+StatKey = tuple[int, int, int, int]   # size, mtime_ns, ctime_ns, inode
+RACY_NS = 2_000_000_000   # a file changed this close to a build's reading is hashed again next time
 
 
 @dataclass
@@ -81,6 +100,14 @@ class FolderSource(CorpusSource):
         if not (self.root / ENTITY_ROOT).is_dir():
             raise MgRdfError(f"{root}: not a corpus folder (no {ENTITY_ROOT}/ inside)")
         super().__init__(Provenance(str(root), commit=commit, repository=repository))
+        self.known: dict[str, tuple[StatKey, str]] = {}
+        self.stats: dict[str, StatKey] = {}
+        self.started_ns = time.time_ns()
+
+    def remember(self, known: dict[str, tuple[StatKey, str]]) -> None:
+        """What the last build saw: path -> (stat, blob). A file whose size, times and inode are
+        those is not read or hashed again (git's index does the same); its blob is reused."""
+        self.known.update(known)
 
     def files(self, root: str) -> Iterator[SourceFile]:
         base = self.root / root
@@ -92,10 +119,26 @@ class FolderSource(CorpusSource):
                 if not name.endswith(".md"):
                     continue
                 full = Path(dirpath) / name
-                rel = full.relative_to(self.root).as_posix()
-                data = self._read(full, rel)
-                if data is not None:
-                    yield SourceFile(rel, data, blob_hash(data))
+                rel = f"{root}/{full.relative_to(base).as_posix()}"
+                yield from self._file(full, rel)
+
+    def _file(self, full: Path, rel: str) -> Iterator[SourceFile]:
+        try:
+            st = full.stat()
+        except OSError:
+            st = None
+        key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        seen = self.known.get(rel)
+        if key is not None and seen is not None and seen[0] == key and not full.is_symlink():
+            self.stats[rel] = key
+            yield SourceFile(rel, None, seen[1], full)
+            return
+        data = self._read(full, rel)
+        if data is None:
+            return
+        if key is not None and max(key[1], key[2]) < self.started_ns - RACY_NS:
+            self.stats[rel] = key   # else: changed too recently to trust its times next time
+        yield SourceFile(rel, data, blob_hash(data))
 
     def _read(self, full: Path, rel: str) -> bytes | None:
         if full.is_symlink():

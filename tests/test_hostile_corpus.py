@@ -11,6 +11,7 @@ from pyoxigraph import Store
 
 from conftest import make_corpus
 from mg_rdf.build import build
+from mg_rdf.problems import Severity
 from mg_rdf.source import FolderSource
 from mg_rdf.store import current_build
 from mg_rdf.vocab import DataIris
@@ -74,7 +75,11 @@ def test_a_hostile_corpus_builds_what_it_can_and_reports_the_rest(tmp_path):
     }
     assert expected <= probs, sorted(expected - probs)
     for p in result.analysis.problems:
-        assert p.path.startswith("entities/") and p.message
+        if p.rule == "wikidata-link":
+            # the shipped mapping names real-corpus ids this corpus lacks: information only
+            assert p.path == "data/wikidata-links.tsv" and p.severity is Severity.INFO and p.message
+        else:
+            assert p.path.startswith("entities/") and p.message
     store = Store.read_only(str(current_build(tmp_path / "store")))
     names = {r["e"].value.rsplit("/", 1)[-1] for r in store.query(
         "SELECT ?e WHERE { GRAPH ?g { ?g <https://w3id.org/movement-graph/ontology#describes> ?e } }")}

@@ -336,3 +336,21 @@ def test_the_shipped_mapping_reads_cleanly():
     links = read_links(LINKS_PATH)
     assert not links.unreadable and links.problems == []
     assert all(r.status in ("proposed", "accepted", "rejected") for r in links.rows)
+
+
+@pytest.mark.corpus
+def test_the_shipped_mapping_links_the_real_corpus(head_analysis, iris):
+    """Every accepted row of the shipped mapping names an entity of the real corpus whose own
+    file cites that Wikidata item, and becomes owl:sameAs + schema:sameAs links."""
+    from conftest import CORPUS
+
+    links = read_links(LINKS_PATH)
+    accepted = [r for r in links.rows if r.status == "accepted"]
+    assert accepted
+    assert [p for p in link_problems(head_analysis.index, LINKS_PATH)] == []
+    same = {(q.subject.value, q.object.value) for q in sameas_quads(head_analysis.index, iris, LINKS_PATH)
+            if q.predicate.value == "http://www.w3.org/2002/07/owl#sameAs"}
+    for r in accepted:
+        entity = head_analysis.index.by_id[r.entity_id]
+        assert f"https://www.wikidata.org/wiki/{r.qid}" in (CORPUS / entity.path).read_text()
+        assert (iris.entity(r.entity_id), f"http://www.wikidata.org/entity/{r.qid}") in same

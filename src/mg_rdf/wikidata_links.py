@@ -8,6 +8,7 @@ row per (entity, Wikidata item) pair, tab-separated, with these columns:
 ``status``          ``proposed`` (written by ``mg-rdf reconcile``, not yet looked at),
                     ``accepted`` or ``rejected`` (a person reviewed it)
 ``match``           how the candidate was found: ``website+label``, ``website`` or ``label``
+                    (by reconcile), or ``cited-source`` (the entity file cites the item itself)
 ``confidence``      ``high``, ``medium``, ``low`` or ``ambiguous`` (several items fit)
 ``evidence``        what matched, in words (the official website, the label)
 ``wikidata_label``  the item's English label and description when it was proposed

@@ -19,13 +19,19 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=16, show_default=True, type=int,
-              help="Request threads (more than the query workers, so pages answer while queries wait).")
+@click.option("--processes", type=int, default=None,
+              help="Serving processes, each answering one request at a time and running its /sparql queries "
+                   "itself (default: 2 per core).")
+@click.option("--max-processes", type=int, default=None,
+              help="Processes the server may grow to while requests are held up by slow queries or slow "
+                   "clients (default: --processes + 8).")
+@click.option("--threads", type=int, default=None, hidden=True, help="Ignored (the waitress server's threads).")
 @click.option("--query-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a /sparql query may run before it is stopped.")
 @click.option("--max-results", default=10_000, show_default=True, type=int,
               help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
-@click.option("--query-workers", default=2, show_default=True, type=int, help="Processes that run /sparql queries.")
+@click.option("--query-workers", type=int, default=None, hidden=True,
+              help="Ignored: queries run in the serving processes (see --processes).")
 @click.option("--allow-service", multiple=True, metavar="URL", default=[WIKIDATA_QUERY_SERVICE], show_default=True,
               help="A SERVICE endpoint queries may call (repeatable; replaces the default). An entry ending in '/' "
                    "allows every URL under it, on public addresses only.")
@@ -37,8 +43,8 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
                    "atomic swap) while serving.")
 @store_option
 @base_option
-def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, no_service,
-                  shutdown_grace, watch_dir, store, base):
+def serve_command(host, port, processes, max_processes, threads, query_timeout, max_results, query_workers,
+                  allow_service, no_service, shutdown_grace, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
     from .web.serve import serve
@@ -60,9 +66,12 @@ def serve_command(host, port, threads, query_timeout, max_results, query_workers
             click.echo(f"built {result.store_path}: " + _summary(result.analysis, result.triples, result.wall))
     except MgRdfError as e:
         raise click.ClickException(str(e)) from None
+    if threads is not None or query_workers is not None:
+        click.echo("note: --threads and --query-workers are ignored: every serving process answers one request "
+                   "at a time and runs its own queries (see --processes)", err=True)
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
-           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
-          host=host, port=port, threads=threads, grace=shutdown_grace)
+           "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
+          host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
 
 
 @main.command("reconcile")

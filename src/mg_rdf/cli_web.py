@@ -25,7 +25,7 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 @click.option("--max-processes", type=int, default=None,
               help="Processes the server may grow to while requests are held up by slow queries or slow "
                    "clients (default: --processes + 8).")
-@click.option("--threads", type=int, default=None, hidden=True, help="Ignored (the waitress server's threads).")
+@click.option("--threads", type=int, default=None, hidden=True, help="Ignored (the former threaded server).")
 @click.option("--query-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a /sparql query may run before it is stopped.")
 @click.option("--max-results", default=10_000, show_default=True, type=int,
@@ -57,7 +57,7 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
         watcher = CorpusWatcher(watch_dir, store, DataIris(base))
         click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
         watcher.rebuild()
-        watcher.start()
+        _watch_in_own_process(watcher)
     try:
         if not isinstance(store, str) and current_build(store) is None:
             click.echo(f"no store at {store}: building the bundled sample corpus first")
@@ -72,6 +72,30 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
            "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
           host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
+
+
+def _watch_in_own_process(watcher) -> None:
+    """Run the watcher in a child process of its own: the server's supervisor forks serving
+    processes at any time, and a fork must not happen while a build runs in another thread."""
+    import os
+    import threading
+    import time
+
+    parent = os.getpid()
+    if os.fork() != 0:
+        return
+    try:
+        def follow_parent() -> None:   # end with the server
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            watcher.stopping.set()
+
+        threading.Thread(target=follow_parent, daemon=True).start()
+        watcher.run()
+    except BaseException:  # noqa: BLE001 - Ctrl-C, or the build failing for good: the server goes on
+        pass
+    finally:
+        os._exit(0)
 
 
 @main.command("reconcile")

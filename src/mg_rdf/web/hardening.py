@@ -10,7 +10,7 @@ the refusals made here before Flask sees the request — gets the same treatment
   ``negotiation.MAX_ACCEPT_LENGTH``), and a NUL byte anywhere in the URL or a header with 400: no
   route has a use for one, and refusing it here keeps it out of every query and
   file name below. Request bodies are limited by Flask's ``MAX_CONTENT_LENGTH``
-  (413), and ``serve`` sets waitress's own header and body limits to match.
+  (413), and ``serve`` sets the HTTP server's own header limits to match.
 - **Request id.** ``X-Request-Id`` on every response: the client's own when it
   is a short token (letters, digits, ``._:+=/-``), else a new random one. It is
   in the access log, so one line can be found from a client's report.
@@ -43,7 +43,7 @@ from flask import Flask, request
 
 LIMIT_DEFAULTS: dict[str, Any] = {
     "MAX_URL_LENGTH": 32 * 1024,    # path + query string; longer GETs should be POSTs (414)
-    "MAX_HEADER_LENGTH": 8 * 1024,  # one header's value (431); waitress caps all headers together
+    "MAX_HEADER_LENGTH": 8 * 1024,  # one header's value (431); the HTTP server caps one header line at 8190 bytes
 }
 
 REQUEST_ID_HEADER = "X-Request-Id"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -224,7 +225,9 @@ def test_a_signal_lets_the_request_in_flight_finish_then_the_server_exits_0(samp
         assert code == 0
         assert time.monotonic() - signalled < grace, "exited within the grace period"
         log = s.log.read_text()
-        assert "shutting down" in log and "1 request(s) in flight" in log and "stopped" in log, log[-2000:]
+        # At least the slow query is in flight (a probe connection accepted just before may be too).
+        assert "shutting down" in log and re.search(r"[1-9] request\(s\) in flight", log) and "stopped" in log, \
+            log[-2000:]
         time.sleep(1)
         assert len(workers) >= 2 and not [w for w in workers if alive(w)], "every serving process ended"
     finally:

@@ -97,6 +97,7 @@ def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, pro
         "post_worker_init": _warm_up,
     }
     _compile_templates(app)
+    _read_named_queries(app)
     print(f"serving {config.get('STORE_PATH')} at http://{host}:{port}/ (SPARQL: /sparql) with {processes} "
           f"processes (up to {max_processes})", flush=True)
     server = _Application(app, options)
@@ -192,14 +193,28 @@ def _compile_templates(app: Flask) -> None:
             env.get_template(name)
 
 
+def _read_named_queries(app: Flask) -> None:
+    """Parse the named-query files once, here, before forking (~1 s of YAML): otherwise every serving
+    process paid it on its first /api/queries request, and a respawned one again."""
+    from .. import config
+    from ..named_queries import load_queries
+
+    try:
+        load_queries(app.config.get("QUERIES_DIR") or config.QUERIES_DIR)
+    except Exception as e:  # noqa: BLE001 - a bad query file: the API reports it per request
+        logging.getLogger(__name__).warning("named queries not preloaded: %s", e)
+
+
 def _assign_slot(arbiter: "Supervisor", worker: ServingProcess) -> None:
     worker.slot = arbiter._next_slot
 
 
 def _warm_up(worker: ServingProcess) -> None:
-    """Open the current build and run one query before taking requests, so a fresh process
-    (a respawn after a timed-out query) does not make its first client wait for that."""
+    """Open the current build, run one query and read what pages need of every build (dataset
+    facts, tags) before taking requests, so a fresh process (a respawn after a timed-out query,
+    or one forked when the server grows) does not make its first clients wait for that."""
     from .health import READY_QUERY
+    from .pages import all_tags, dataset_summary
     from .query_service import QueryJob
     from .state import query_location
 
@@ -210,6 +225,8 @@ def _warm_up(worker: ServingProcess) -> None:
         runner.start()
         runner.run(QueryJob(query_location(app.config["STORE_PATH"]), READY_QUERY, "json", None, 1), 5.0,
                    snap.store if snap.store_root is None else None)
+        dataset_summary(snap)
+        all_tags(snap)
     except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
         worker.log.info("warm-up skipped: %s", e)
 

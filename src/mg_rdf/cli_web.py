@@ -52,12 +52,8 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
     if watch_dir is not None:
         if isinstance(store, str):
             raise click.UsageError("--watch builds into a local store, not a remote one")
-        from .watch import CorpusWatcher
-
-        watcher = CorpusWatcher(watch_dir, store, DataIris(base))
         click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
-        watcher.rebuild()
-        _watch_in_own_process(watcher)
+        _watch_in_own_process(watch_dir, store, base)
     try:
         if not isinstance(store, str) and current_build(store) is None:
             click.echo(f"no store at {store}: building the bundled sample corpus first")
@@ -74,26 +70,51 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
           host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
 
 
-def _watch_in_own_process(watcher) -> None:
-    """Run the watcher in a child process of its own: the server's supervisor forks serving
-    processes at any time, and a fork must not happen while a build runs in another thread."""
+def _watch_in_own_process(watch_dir: Path, store: Path, base: str) -> None:
+    """Build ``watch_dir`` once, then watch it, in a new interpreter (not a fork of this one).
+
+    The builds write with RocksDB, whose background threads (flushes, compactions) do not
+    survive a fork: a builder forked after a build, or forked by the server's supervisor, waits
+    for them forever at its next build. So neither the supervisor nor the serving processes
+    it forks ever build; the first build runs to its end before serving starts, and the
+    watcher ends when this process does."""
     import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from mg_rdf.cli_web import watch_child; watch_child()", str(watch_dir), str(store),
+           base, str(os.getpid())]
+    subprocess.run([*cmd, "once"], check=False)
+    subprocess.Popen([*cmd, "follow"])
+
+
+def watch_child() -> None:
+    """The watcher process: ``CORPUS STORE BASE PARENT_PID once|follow`` (see _watch_in_own_process)."""
+    import os
+    import signal
+    import sys
     import threading
     import time
 
-    parent = os.getpid()
-    if os.fork() != 0:
-        return
-    try:
-        def follow_parent() -> None:   # end with the server
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            watcher.stopping.set()
+    from .watch import CorpusWatcher
 
-        threading.Thread(target=follow_parent, daemon=True).start()
+    corpus, store, base, parent, mode = sys.argv[1:6]
+    # Ctrl-C reaches the whole process group: let a build in progress finish; the watcher ends
+    # with the server (below).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watcher = CorpusWatcher(Path(corpus), Path(store), DataIris(base))
+    if mode == "once":
+        watcher.rebuild()
+        return
+
+    def follow_parent() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        watcher.stopping.set()
+
+    threading.Thread(target=follow_parent, daemon=True).start()
+    try:
         watcher.run()
-    except BaseException:  # noqa: BLE001 - Ctrl-C, or the build failing for good: the server goes on
-        pass
     finally:
         os._exit(0)
 

@@ -7,8 +7,9 @@
 
 It starts its own `mg-rdf serve` on 127.0.0.1 (or uses ``--url``), waits for
 /readyz, and runs ``--clients`` threads for ``--duration`` seconds, each with
-its own keep-alive connection, each sending one request after another (no think
-time) drawn from the normal mix:
+its own connection (kept alive when the server allows it; `mg-rdf serve` closes
+every connection after its answer, and the client then opens a new one), each
+sending one request after another (no think time) drawn from the normal mix:
 
     entity page 25 %   /page/{id}                          (HTML, the heaviest page)
     dereference  5 %   /id/{id}                            (303, not followed)
@@ -18,7 +19,10 @@ time) drawn from the normal mix:
     named query 15 %   /api/queries/{name} with each query's example arguments
     search/browse 5 %  /search?q=…, /browse/{type}
 
-over entities picked at random from the store. Beside them, every
+over entities picked at random from the store. The kinds are dealt from a shared,
+shuffled deck of 20 cards in these proportions, so every 20 requests of the run
+hold each kind in its share (a random draw per request could leave the 5 % kinds
+out of a short run on a slow machine). Beside them, every
 ``--pathological-every`` seconds one pathological query is sent (a cartesian
 product, an unbounded property path over every predicate, an ORDER BY over a
 cartesian product), without a timeout of its own: the server's time limit must
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import random
 import signal
@@ -173,9 +178,26 @@ def discover(url: str, base: str) -> Targets:
     return Targets(entities, types, named)
 
 
+class Deck:
+    """The kinds of the mix, dealt from a shuffled deck in their proportions (one card per 5 %),
+    reshuffled when it runs out; shared by the client threads."""
+
+    def __init__(self, rng: random.Random):
+        step = math.gcd(*MIX.values())
+        self.cards = [kind for kind, weight in MIX.items() for _ in range(weight // step)]
+        self.rng, self.left, self.lock = rng, [], threading.Lock()
+
+    def deal(self) -> str:
+        with self.lock:
+            if not self.left:
+                self.left = self.cards[:]
+                self.rng.shuffle(self.left)
+            return self.left.pop()
+
+
 def run_load(url: str, targets: Targets, base: str, clients: int, duration: float, every: float,
              seed: int, wait_after: float) -> dict:
-    kinds, weights = list(MIX), list(MIX.values())
+    deck = Deck(random.Random(seed))
     tallies = {k: Tally() for k in MIX}
     errors: Counter = Counter()      # exceptions (connection errors), by kind
     lock = threading.Lock()
@@ -190,7 +212,7 @@ def run_load(url: str, targets: Targets, base: str, clients: int, duration: floa
         mine = {k: Tally() for k in MIX}
         failed: Counter = Counter()
         while time.monotonic() < deadline:
-            kind = rng.choices(kinds, weights)[0]
+            kind = deck.deal()
             method, path, headers = normal_request(kind, rng, targets, base)
             t0 = time.perf_counter()
             try:

@@ -19,13 +19,19 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=16, show_default=True, type=int,
-              help="Request threads (more than the query workers, so pages answer while queries wait).")
+@click.option("--processes", type=int, default=None,
+              help="Serving processes, each answering one request at a time and running its /sparql queries "
+                   "itself (default: 2 per core).")
+@click.option("--max-processes", type=int, default=None,
+              help="Processes the server may grow to while requests are held up by slow queries or slow "
+                   "clients (default: --processes + 8).")
+@click.option("--threads", type=int, default=None, hidden=True, help="Ignored (the former threaded server).")
 @click.option("--query-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a /sparql query may run before it is stopped.")
 @click.option("--max-results", default=10_000, show_default=True, type=int,
               help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
-@click.option("--query-workers", default=2, show_default=True, type=int, help="Processes that run /sparql queries.")
+@click.option("--query-workers", type=int, default=None, hidden=True,
+              help="Ignored: queries run in the serving processes (see --processes).")
 @click.option("--allow-service", multiple=True, metavar="URL", default=[WIKIDATA_QUERY_SERVICE], show_default=True,
               help="A SERVICE endpoint queries may call (repeatable; replaces the default). An entry ending in '/' "
                    "allows every URL under it, on public addresses only.")
@@ -37,8 +43,8 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
                    "atomic swap) while serving.")
 @store_option
 @base_option
-def serve_command(host, port, threads, query_timeout, max_results, query_workers, allow_service, no_service,
-                  shutdown_grace, watch_dir, store, base):
+def serve_command(host, port, processes, max_processes, threads, query_timeout, max_results, query_workers,
+                  allow_service, no_service, shutdown_grace, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
     from .web.serve import serve
@@ -46,12 +52,8 @@ def serve_command(host, port, threads, query_timeout, max_results, query_workers
     if watch_dir is not None:
         if isinstance(store, str):
             raise click.UsageError("--watch builds into a local store, not a remote one")
-        from .watch import CorpusWatcher
-
-        watcher = CorpusWatcher(watch_dir, store, DataIris(base))
         click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
-        watcher.rebuild()
-        watcher.start()
+        _watch_in_own_process(watch_dir, store, base)
     try:
         if not isinstance(store, str) and current_build(store) is None:
             click.echo(f"no store at {store}: building the bundled sample corpus first")
@@ -60,9 +62,61 @@ def serve_command(host, port, threads, query_timeout, max_results, query_workers
             click.echo(f"built {result.store_path}: " + _summary(result.analysis, result.triples, result.wall))
     except MgRdfError as e:
         raise click.ClickException(str(e)) from None
+    if threads is not None or query_workers is not None:
+        click.echo("note: --threads and --query-workers are ignored: every serving process answers one request "
+                   "at a time and runs its own queries (see --processes)", err=True)
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
-           "QUERY_WORKERS": query_workers, "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
-          host=host, port=port, threads=threads, grace=shutdown_grace)
+           "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
+          host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
+
+
+def _watch_in_own_process(watch_dir: Path, store: Path, base: str) -> None:
+    """Build ``watch_dir`` once, then watch it, in a new interpreter (not a fork of this one).
+
+    The builds write with RocksDB, whose background threads (flushes, compactions) do not
+    survive a fork: a builder forked after a build, or forked by the server's supervisor, waits
+    for them forever at its next build. So neither the supervisor nor the serving processes
+    it forks ever build; the first build runs to its end before serving starts, and the
+    watcher ends when this process does."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from mg_rdf.cli_web import watch_child; watch_child()", str(watch_dir), str(store),
+           base, str(os.getpid())]
+    subprocess.run([*cmd, "once"], check=False)
+    subprocess.Popen([*cmd, "follow"])
+
+
+def watch_child() -> None:
+    """The watcher process: ``CORPUS STORE BASE PARENT_PID once|follow`` (see _watch_in_own_process)."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from .watch import CorpusWatcher
+
+    corpus, store, base, parent, mode = sys.argv[1:6]
+    # Ctrl-C reaches the whole process group: let a build in progress finish; the watcher ends
+    # with the server (below).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watcher = CorpusWatcher(Path(corpus), Path(store), DataIris(base))
+    if mode == "once":
+        watcher.rebuild()
+        return
+
+    def follow_parent() -> None:
+        while os.getppid() == int(parent):
+            time.sleep(0.5)
+        watcher.stopping.set()
+
+    threading.Thread(target=follow_parent, daemon=True).start()
+    try:
+        watcher.run()
+    finally:
+        os._exit(0)
 
 
 @main.command("reconcile")

@@ -9,8 +9,13 @@ the refusals made here before Flask sees the request — gets the same treatment
   (routes that negotiate refuse a shorter ``Accept`` than that themselves, see
   ``negotiation.MAX_ACCEPT_LENGTH``), and a NUL byte anywhere in the URL or a header with 400: no
   route has a use for one, and refusing it here keeps it out of every query and
-  file name below. Request bodies are limited by Flask's ``MAX_CONTENT_LENGTH``
-  (413), and ``serve`` sets waitress's own header and body limits to match.
+  file name below. A request body larger than ``MAX_CONTENT_LENGTH`` is refused
+  with 413 here, for every route: at once when its ``Content-Length`` says so
+  (nothing is read), and for a body without a length (chunked) by reading at
+  most the limit plus one byte; a chunked body within the limit is handed on as
+  a buffer with its length set. (Werkzeug alone would silently cut a chunked
+  body at the limit, and gunicorn has no body limit of its own.) ``serve`` sets
+  the HTTP server's own header limits to match.
 - **Request id.** ``X-Request-Id`` on every response: the client's own when it
   is a short token (letters, digits, ``._:+=/-``), else a new random one. It is
   in the access log, so one line can be found from a client's report.
@@ -30,6 +35,7 @@ the refusals made here before Flask sees the request — gets the same treatment
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -43,7 +49,7 @@ from flask import Flask, request
 
 LIMIT_DEFAULTS: dict[str, Any] = {
     "MAX_URL_LENGTH": 32 * 1024,    # path + query string; longer GETs should be POSTs (414)
-    "MAX_HEADER_LENGTH": 8 * 1024,  # one header's value (431); waitress caps all headers together
+    "MAX_HEADER_LENGTH": 8 * 1024,  # one header's value (431); the HTTP server caps one header line at 8190 bytes
 }
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -127,6 +133,9 @@ class RequestGuard:
                                       "Send long SPARQL queries with POST.")
         if "\x00" in path or "\x00" in query or "%00" in query or "%00" in path:
             return _refuse(path, 400, "The URL contains a NUL byte.")
+        too_large = self._body_too_large(environ)
+        if too_large is not None:
+            return _refuse(path, 413, too_large)
         limit = int(self.config["MAX_HEADER_LENGTH"])
         for key, value in environ.items():
             if not key.startswith("HTTP_") or not isinstance(value, str):
@@ -136,6 +145,38 @@ class RequestGuard:
                 return _refuse(path, 400, f"The {name} header contains a NUL byte.")
             if len(value) > limit:
                 return _refuse(path, 431, f"The {name} header is longer than {limit} bytes.")
+        return None
+
+    def _body_too_large(self, environ: dict) -> str | None:
+        """Why the body breaks ``MAX_CONTENT_LENGTH``, or None (a chunked body is then buffered)."""
+        limit = self.config.get("MAX_CONTENT_LENGTH")
+        if limit is None:
+            return None
+        limit = int(limit)
+        message = f"The request body is larger than {limit} bytes."
+        length = environ.get("CONTENT_LENGTH", "")
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length and not chunked:
+            try:
+                return message if int(length) > limit else None
+            except ValueError:
+                return None   # Werkzeug treats a malformed length as none: an empty body
+        if not chunked or "wsgi.input" not in environ:
+            return None
+        # No length up front: read at most one byte past the limit, never the whole stream.
+        stream, parts, have = environ["wsgi.input"], [], 0
+        while have <= limit:
+            part = stream.read(min(64 * 1024, limit + 1 - have))
+            if not part:
+                break
+            parts.append(part)
+            have += len(part)
+        if have > limit:
+            return message
+        body = b"".join(parts)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
         return None
 
     def _log(self, environ: dict, wall: float, started: float, status: int, headers: list[tuple[str, str]],
@@ -203,7 +244,8 @@ def _text(wsgi_str: str) -> str:
     return wsgi_str.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
-REASONS = {400: ("Bad Request", "bad-request"), 414: ("URI Too Long", "uri-too-long"),
+REASONS = {400: ("Bad Request", "bad-request"), 413: ("Content Too Large", "too-large"),
+           414: ("URI Too Long", "uri-too-long"),
            431: ("Request Header Fields Too Large", "header-too-large")}
 
 

@@ -148,13 +148,15 @@ def all_tags(snap: Snapshot) -> dict[str, Tag]:
 
 
 def _read_tags(snap: Snapshot) -> dict[str, Tag]:
-    carriers: dict[str, set[str]] = {}
-    for quad in snap.store.quads_for_pattern(None, NamedNode(MG + "tag"), None, None):
-        carriers.setdefault(quad.object.value, set()).add(quad.subject.value)
+    # Counted by the store (a few times faster than gathering the ~16k tag quads in Python): every
+    # serving process reads this once per build, before its first request.
+    counts = snap.store.query(f"""SELECT ?tag (COUNT(DISTINCT ?s) AS ?n) WHERE {{
+        {{ ?s <{MG}tag> ?tag }} UNION {{ GRAPH ?g {{ ?s <{MG}tag> ?tag }} }} }} GROUP BY ?tag""")
     labels = {q.subject.value: q.object.value for q in snap.store.quads_for_pattern(
         None, NamedNode(SKOS + "prefLabel"), None, NamedNode(snap.iris.vocabulary_graph))}
-    return {iri: Tag(iri, labels.get(iri, iri.rsplit("/", 1)[-1]), len(subjects))
-            for iri, subjects in carriers.items()}
+    return {row[0].value: Tag(row[0].value, labels.get(row[0].value, row[0].value.rsplit("/", 1)[-1]),
+                              int(row[1].value))
+            for row in counts if row[0] is not None}
 
 
 def tagged_entities(snap: Snapshot, tag_iri: str) -> set[str]:

@@ -1,4 +1,18 @@
-"""Running /sparql queries in worker processes, so that a time limit really stops them.
+"""Running /sparql queries so that a time limit really stops them: in this process (under
+``mg-rdf serve``) or in worker processes (anywhere else).
+
+Under ``mg-rdf serve`` (``serve.py``) every serving process handles one request at
+a time, so it can afford to die for a query: ``InProcessRunner`` evaluates the
+query in a helper thread of the serving process itself (no pipe, no second
+process), the request thread waits for it with the time limit, and when the
+limit passes the request is answered 503 and the process marks itself doomed:
+once that answer is written it ends with ``os._exit`` (which stops the Rust query
+with it) and the supervisor forks a fresh one. Nothing else is lost: the process
+had no other request.
+
+Anywhere else (the Flask test client, an app mounted in another, threaded WSGI
+server) a process serves many requests at once and must not die for one, so
+queries go to ``QueryPool``'s worker processes, as follows.
 
 pyoxigraph has no timeout and no cancellation, and it releases the GIL while it
 works, so a query running in a thread cannot be stopped. Each query therefore
@@ -29,6 +43,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import queue
 import select
 import signal
 import struct
@@ -385,6 +400,101 @@ class QueryPool:
             if not self._closed and self._size < self.workers:
                 self._idle.appendleft(self._spawn_locked())
             self._cond.notify()
+
+
+# --- in a serving process of `mg-rdf serve` ---
+
+_doomed = threading.Event()   # set when a query outlived its limit here: this process ends after the answer
+
+
+def process_doomed() -> bool:
+    """True once an in-process query has outlived its limit: the serving process must exit
+    (os._exit) as soon as the current answer is written; only that stops the query."""
+    return _doomed.is_set()
+
+
+class _Pending:
+    __slots__ = ("job", "store", "done", "answer", "error")
+
+    def __init__(self, job: QueryJob, store: Any):
+        self.job, self.store = job, store
+        self.done = threading.Event()
+        self.answer: QueryAnswer | None = None
+        self.error: BaseException | None = None
+
+
+class InProcessRunner:
+    """Evaluates /sparql queries in this process, in one helper thread (for a process that
+    serves one request at a time; see the module doc). Same interface as ``QueryPool``."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self.opened: OrderedDict[str, Any] = OrderedDict()   # used by the helper thread only
+        self.killed = 0
+        self.started = 0
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    def start(self) -> None:
+        with self._lock:
+            # A thread does not survive fork: a forked serving process starts its own.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._jobs = queue.SimpleQueue()
+                self.opened = OrderedDict()
+                self._thread = threading.Thread(target=self._loop, args=(self._jobs,), daemon=True,
+                                                name="sparql-query")
+                self._pid = os.getpid()
+                self._thread.start()
+                self.started += 1
+
+    def run(self, job: QueryJob, timeout: float, store: Any = None) -> QueryAnswer:
+        """Answer ``job`` within ``timeout`` seconds or raise QueryTimeout (and doom this process).
+        ``store``: the open store of ``job.build_dir`` when the caller has it (the current build)."""
+        if _doomed.is_set():
+            raise PoolBusy("this serving process is ending (a query outlived its limit here)")
+        if self._thread is None or self._pid != os.getpid():
+            self.start()
+        pending = _Pending(job, store)
+        self._jobs.put(pending)
+        if not pending.done.wait(timeout):
+            _doomed.set()   # the helper thread cannot be stopped: the process goes once the 503 is written
+            self.killed += 1
+            raise QueryTimeout(timeout, remote=bool(job.service_allowlist) and "service" in job.query.lower())
+        if pending.error is not None:
+            raise WorkerLost(f"the query could not be evaluated ({pending.error})")
+        return pending.answer
+
+    def close(self) -> None:
+        pass
+
+    def _loop(self, jobs: "queue.SimpleQueue[_Pending]") -> None:
+        from ..remote import open_store
+
+        while True:
+            pending = jobs.get()
+            try:
+                job, store = pending.job, pending.store
+                if store is None:
+                    store = self.opened.get(job.build_dir)
+                    if store is None:
+                        try:
+                            store = self.opened[job.build_dir] = open_store(job.build_dir)
+                        except OSError as e:
+                            pending.answer = QueryAnswer("error", message=f"cannot open the store: {e}")
+                            continue
+                        while len(self.opened) > OPEN_STORES:
+                            self.opened.popitem(last=False)
+                    self.opened.move_to_end(job.build_dir)
+                pending.answer = evaluate(store, job)
+            except BaseException as e:  # noqa: BLE001 - reported to the waiting request
+                pending.error = e
+            finally:
+                pending.done.set()
 
 
 _shared: dict[tuple, QueryPool] = {}

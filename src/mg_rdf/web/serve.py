@@ -1,119 +1,423 @@
-"""Serving the app with waitress (a production WSGI server), on 127.0.0.1 by default.
+"""Serving the app: a prefork server (gunicorn's arbiter and sync workers), on 127.0.0.1 by default.
 
-Shutdown is graceful: on SIGTERM or SIGINT the server stops accepting
-connections at once (and /readyz answers 503), lets the requests already in
-flight finish for up to a grace period (``SHUTDOWN_GRACE`` seconds, env
-``MG_RDF_SHUTDOWN_GRACE``; default the query time limit + 5 s, so a query in
-flight can always end by its limit), closes idle keep-alive connections, stops
-the request threads and the /sparql worker processes, and returns, so
-``mg-rdf serve`` exits 0. A second signal during the grace period stops at once.
+One supervisor process binds the socket and forks serving processes that share
+it. Each serving process handles one request at a time, and runs /sparql queries
+in process (``query_service.InProcessRunner``): no pipe to a query worker, and
+as many processes as there are cores answer in parallel (one GIL each). A query
+past its time limit is answered 503 by its own process, which then exits with
+``os._exit`` (the only way to stop a query inside pyoxigraph); the supervisor
+forks a replacement at once. A serving process that dies for any other reason
+(killed, out of memory) loses only the one request it had, and is replaced too.
 
-Access-log lines (JSON, see ``hardening``) go to stderr with waitress's own log.
+How many: ``processes`` (default 2 per core) are kept; when every one of them is
+busy and some have been busy with one request for longer than ``GROW_AFTER``
+seconds (slow queries, slow clients), one more is forked per such process, up to
+``max_processes``, so slow queries do not hold up fast ones; the extra processes
+are retired after ``RETIRE_AFTER`` seconds without need. Which process is busy,
+and since when, is in a small shared-memory board (``Board``) that the processes
+write and the supervisor reads.
+
+Connections are closed after each answer (a process that held an idle keep-alive
+connection could serve no one else); put a reverse proxy in front for keep-alive
+to clients and for TLS, as with any prefork server.
+
+Shutdown is graceful: on SIGTERM or SIGINT the listening socket is shut down at
+once (new connections are refused, and /readyz answers 503 in the processes that
+are still finishing), the requests in flight get up to a grace period
+(``SHUTDOWN_GRACE`` seconds, env ``MG_RDF_SHUTDOWN_GRACE``; default the query time
+limit + 5 s, so a query in flight can always end by its limit), then the processes
+still busy are killed, and ``mg-rdf serve`` exits 0. A second signal during the
+grace period stops at once.
+
+Access-log lines (JSON, see ``hardening``) go to stderr with the server's own log.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import mmap
 import os
 import signal
+import socket
+import struct
 import sys
 import time
 from typing import Any
 
 from flask import Flask
-from waitress import wasyncore
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, create_server
+from gunicorn.app.base import BaseApplication
+from gunicorn import util
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.sync import SyncWorker
 
 from . import create_app
 from .health import DRAINING
+from .query_service import process_doomed
 
-HEADER_BYTES = 64 * 1024     # request line + all headers (waitress answers 431 past it)
-POLL_SECONDS = 0.25          # how often the serving loop looks for a stop signal
+HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app refuses long values with 431
+POLL_SECONDS = 0.2           # how often the supervisor looks at the board and for stop signals
+GROW_AFTER = 0.5             # seconds a request may take before its process counts as held up
+RETIRE_AFTER = 30.0          # seconds extra processes are kept after the need for them passed
+EXIT_DOOMED = 0              # a process that ended after a query outlived its limit (expected: exit 0)
 
 
-def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, threads: int = 16,
-          grace: float | None = None) -> None:
+def default_processes() -> int:
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, processes: int | None = None,
+          max_processes: int | None = None, grace: float | None = None) -> None:
     """Serve the app until SIGTERM/SIGINT, then shut down gracefully (see the module doc)."""
-    app = create_app(config)
+    app = create_app({**config, "QUERY_IN_PROCESS": True})
     _configure_logging()
     if grace is None:
         env = os.environ.get("MG_RDF_SHUTDOWN_GRACE")
         grace = float(env) if env else float(app.config.get("SHUTDOWN_GRACE") or app.config["QUERY_TIMEOUT"] + 5)
-    sockets: dict = {}   # every listener, connection and trigger; ours, as a host may resolve to several listeners
-    server = create_server(app, map=sockets, host=host, port=port, threads=threads, ident="mg-rdf",
-                           channel_timeout=60, connection_limit=512, max_request_header_size=HEADER_BYTES,
-                           max_request_body_size=int(app.config["MAX_CONTENT_LENGTH"]))
-    print(f"serving {config.get('STORE_PATH')} at http://{host}:{port}/ (SPARQL: /sparql)", flush=True)
-    GracefulServer(sockets, server.task_dispatcher, app, grace).run()
+    processes = max(1, processes or default_processes())
+    max_processes = max(processes, max_processes if max_processes is not None else processes + 8)
+    limit = float(app.config["QUERY_TIMEOUT"])
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": processes,
+        "worker_class": "mg_rdf.web.serve.ServingProcess",
+        "preload_app": True,                  # fork from a process that has imported everything: fast respawns
+        "timeout": int(limit + 30),           # a backstop: no heartbeat for this long (stuck outside a query)
+        "graceful_timeout": max(1, int(grace + 0.999)),   # ours is self.grace (Supervisor.stop)
+        "keepalive": 0,
+        "limit_request_line": 0,              # up to 1 MiB; the app answers 414 past MAX_URL_LENGTH
+        "limit_request_field_size": HEADER_FIELD_BYTES,
+        "limit_request_fields": 200,
+        "backlog": 512,
+        "control_socket_disable": True,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "mg-rdf",
+        "pre_fork": _assign_slot,
+        "post_worker_init": _warm_up,
+    }
+    _compile_templates(app)
+    _read_named_queries(app)
+    print(f"serving {config.get('STORE_PATH')} at http://{host}:{port}/ (SPARQL: /sparql) with {processes} "
+          f"processes (up to {max_processes})", flush=True)
+    server = _Application(app, options)
+    Supervisor(server, app, processes, max_processes, grace).run()
 
 
-class GracefulServer:
-    """Runs waitress's event loop in this (main) thread, so a signal can end it between two polls."""
+class _Application(BaseApplication):
+    def __init__(self, app: Flask, options: dict[str, Any]):
+        self.application, self.options = app, options
+        super().__init__()
 
-    def __init__(self, sockets: dict, dispatcher: Any, app: Flask, grace: float):
-        self.sockets = sockets
-        self.dispatcher = dispatcher
-        self.app = app
-        self.grace = grace
-        self.signals = 0
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+class Board:
+    """Shared memory: for each process slot, when its current request started (0: idle)."""
+
+    CELL = struct.Struct("d")
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self.memory = mmap.mmap(-1, self.CELL.size * slots)   # anonymous, shared with forked children
+
+    def set(self, slot: int, value: float) -> None:
+        self.CELL.pack_into(self.memory, slot * self.CELL.size, value)
+
+    def get(self, slot: int) -> float:
+        return self.CELL.unpack_from(self.memory, slot * self.CELL.size)[0]
+
+
+_board: Board | None = None
+_flask_app: Flask | None = None
+
+
+class ServingProcess(SyncWorker):
+    """A gunicorn sync worker that marks itself busy on the board and ends after a timed-out query."""
+
+    slot = -1
 
     def run(self) -> None:
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        super().run()
+        # The loop has ended (SIGTERM, or the supervisor went away). Ending here, without the
+        # interpreter's finalisation (~2 s of CPU for this heap on a loaded machine), lets a
+        # graceful shutdown of idle processes take milliseconds.
+        self.log.info("process %s exiting", os.getpid())
+        logging.shutdown()
+        os._exit(0)
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # Ctrl-C reaches the whole process group: let the supervisor run the graceful shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if _flask_app is not None:
+            _flask_app.extensions[DRAINING].set()
+        super().handle_exit(sig, frame)
+
+    def accept(self, listener: Any) -> None:
         try:
-            while not self.signals:
-                wasyncore.loop(timeout=POLL_SECONDS, map=self.sockets, use_poll=True, count=1)
-            self.drain()
+            client, addr = listener.accept()
+        except OSError as e:
+            if e.errno == errno.EINVAL:   # the supervisor shut the listening socket down: stopping
+                self.alive = False
+                return
+            raise
+        client.setblocking(1)
+        util.close_on_exec(client)
+        _board.set(self.slot, time.monotonic())
+        try:
+            self.handle(listener, _HeadersWithBody(client), addr)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            _board.set(self.slot, 0.0)
+        if process_doomed():
+            # The answer (503) is written and the connection closed; the query thread still runs in
+            # pyoxigraph and only the end of the process stops it. The supervisor forks a new one.
+            self.log.warning("process %s ends: a query outlived its time limit here", os.getpid())
+            logging.shutdown()
+            os._exit(EXIT_DOOMED)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        # Only flags here: the event loop is not safe to touch from a signal handler.
-        self.signals += 1
-        self.app.extensions[DRAINING].set()
-        if self.signals > 1:
-            print("second signal: stopping now", file=sys.stderr, flush=True)
 
-    def drain(self) -> None:
-        """Stop accepting, let in-flight requests finish within the grace period, then stop everything."""
-        for listener in [d for d in list(self.sockets.values()) if isinstance(d, BaseWSGIServer)]:
-            wasyncore.dispatcher.close(listener)   # the listening socket only; the trigger still wakes the loop
+class _HeadersWithBody:
+    """A client socket that holds gunicorn's response head (written on its own) until the first
+    body write, and sends both in one ``sendall``: one loopback/TCP send per small answer instead
+    of two (each costs a syscall, a wake-up of the reader and its CPU, on both sides). Anything
+    else first sends what is held; everything but the writes goes to the socket as it is."""
+
+    __slots__ = ("_sock", "_held")
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._held: bytes | None = None
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        if self._held is None and not args and _is_response_head(data):
+            self._held = bytes(data)
+            return
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
+        self._sock.sendall(data, *args)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._sock.sendall(held)
+
+    def send(self, data: Any, *args: Any) -> int:
+        self.flush()
+        return self._sock.send(data, *args)
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> int:
+        self.flush()
+        return self._sock.sendfile(*args, **kwargs)
+
+    def shutdown(self, how: int) -> None:
+        try:
+            self.flush()
+        finally:
+            self._sock.shutdown(how)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass
+        finally:
+            self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _is_response_head(data: Any) -> bool:
+    """A whole response head (status line and headers), not an interim 1xx answer."""
+    return (isinstance(data, bytes) and len(data) <= 65536 and data.startswith(b"HTTP/")
+            and data.endswith(b"\r\n\r\n") and data[9:10] != b"1")
+
+
+def _compile_templates(app: Flask) -> None:
+    """Compile every template once, here, before forking: each serving process would otherwise pay
+    ~1 s for it on its first page (and a respawned process again)."""
+    env = app.jinja_env
+    for name in env.list_templates():
+        if name.endswith((".html", ".xml", ".txt")):
+            env.get_template(name)
+
+
+def _read_named_queries(app: Flask) -> None:
+    """Parse the named-query files once, here, before forking (~1 s of YAML): otherwise every serving
+    process paid it on its first /api/queries request, and a respawned one again."""
+    from .. import config
+    from ..named_queries import load_queries
+
+    try:
+        load_queries(app.config.get("QUERIES_DIR") or config.QUERIES_DIR)
+    except Exception as e:  # noqa: BLE001 - a bad query file: the API reports it per request
+        logging.getLogger(__name__).warning("named queries not preloaded: %s", e)
+
+
+def _assign_slot(arbiter: "Supervisor", worker: ServingProcess) -> None:
+    worker.slot = arbiter._next_slot
+
+
+def _warm_up(worker: ServingProcess) -> None:
+    """Open the current build, run one query and read what pages need of every build (dataset
+    facts, tags) before taking requests, so a fresh process (a respawn after a timed-out query,
+    or one forked when the server grows) does not make its first clients wait for that."""
+    from .health import READY_QUERY
+    from .pages import all_tags, dataset_summary
+    from .query_service import QueryJob
+    from .state import query_location
+
+    app = _flask_app
+    try:
+        snap = app.extensions["mg_rdf.store"].current()
+        runner = app.extensions["mg_rdf.query_pool"]
+        runner.start()
+        runner.run(QueryJob(query_location(app.config["STORE_PATH"]), READY_QUERY, "json", None, 1), 5.0,
+                   snap.store if snap.store_root is None else None)
+        dataset_summary(snap)
+        all_tags(snap)
+    except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
+        worker.log.info("warm-up skipped: %s", e)
+
+
+class Supervisor(Arbiter):
+    """gunicorn's arbiter, with a growing number of processes and the shutdown described above."""
+
+    def __init__(self, application: _Application, app: Flask, processes: int, max_processes: int,
+                 grace: float):
+        global _board, _flask_app
+        super().__init__(application)
+        self.app = application
+        self.flask_app = app
+        self.base, self.max_processes, self.grace = processes, max_processes, grace
+        _board = self.board = Board(max_processes)
+        _flask_app = app
+        self._retire_at: float | None = None
+
+    # --- growth ---
+
+    def spawn_worker(self) -> int:
+        used = {w.slot for w in self.WORKERS.values()}
+        slot = next(i for i in range(self.max_processes) if i not in used)
+        self.board.set(slot, 0.0)
+        self._next_slot = slot   # given to the worker object by the pre_fork hook (_assign_slot)
+        return super().spawn_worker()
+
+    def busy(self) -> tuple[int, int]:
+        """(processes busy with a request, of them those held up for longer than GROW_AFTER)."""
+        now, busy, held = time.monotonic(), 0, 0
+        for w in self.WORKERS.values():
+            started = self.board.get(w.slot) if w.slot >= 0 else 0.0
+            if started:
+                busy += 1
+                held += now - started > GROW_AFTER
+        return busy, held
+
+    def manage_workers(self) -> None:
+        if self.LISTENERS:
+            busy, held = self.busy()
+            want = min(self.max_processes, self.base + held)   # a spare for each process held up
+            now = time.monotonic()
+            if want > self.num_workers:
+                self.num_workers = want
+                self._retire_at = None
+            elif want < self.num_workers:
+                if self._retire_at is None:
+                    self._retire_at = now + RETIRE_AFTER
+                elif now >= self._retire_at:
+                    self._retire_extra(self.num_workers - want)
+                    self.num_workers = want
+                    self._retire_at = None
+            else:
+                self._retire_at = None
+        if len(self.WORKERS) < self.num_workers:
+            self.spawn_workers()
+
+    def _retire_extra(self, count: int) -> None:
+        """End ``count`` idle processes (a busy one is never cut off)."""
+        for pid, w in sorted(self.WORKERS.items(), key=lambda item: -item[1].age):
+            if count <= 0:
+                return
+            if not self.board.get(w.slot):
+                self.kill_worker(pid, signal.SIGTERM)
+                count -= 1
+
+    def spawn_workers(self) -> None:
+        for _ in range(self.num_workers - len(self.WORKERS)):
+            self.spawn_worker()
+
+    def wait_for_signals(self, timeout: float = 1.0) -> list[int]:
+        return super().wait_for_signals(min(timeout, POLL_SECONDS))
+
+    # --- shutdown ---
+
+    def handle_int(self) -> None:
+        raise StopIteration   # graceful, like SIGTERM
+
+    def handle_quit(self) -> None:
+        raise StopIteration
+
+    def stop(self, graceful: bool = True) -> None:
+        """Refuse new connections at once, let the requests in flight finish within the grace period."""
+        self.flask_app.extensions[DRAINING].set()
+        busy, _ = self.busy()
+        self.kill_workers(signal.SIGTERM)   # idle processes end now, busy ones after their request
+        for listener in self.LISTENERS:
+            try:   # shut down, not only closed: the serving processes share this socket
+                listener.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
+        self.LISTENERS = []
+        print(f"shutting down: no new connections; {busy} request(s) in flight, {self.grace:g} s grace",
+              file=sys.stderr, flush=True)
         deadline = time.monotonic() + self.grace
-        busy = self._channels()
-        print(f"shutting down: no new connections; {sum(not _idle(c) for c in busy)} request(s) in flight, "
-              f"{self.grace:g} s grace", file=sys.stderr, flush=True)
-        while busy and self.signals < 2 and time.monotonic() < deadline:
-            for channel in busy:
-                with channel.requests_lock:
-                    if _idle(channel):
-                        channel.will_close = True   # closed by the loop's next write pass
-            wasyncore.loop(timeout=0.05, map=self.sockets, use_poll=True, count=1)
-            busy = self._channels()
-        if busy:
-            print(f"grace period over: closing {len(busy)} connection(s) still busy", file=sys.stderr, flush=True)
-        remaining = 0.5 if self.signals > 1 else max(0.5, deadline - time.monotonic())
-        self.dispatcher.shutdown(cancel_pending=True, timeout=remaining)
-        for channel in self._channels():
-            channel.handle_close()                     # cut at the end of the grace period
-        wasyncore.close_all(self.sockets, ignore_all=True)   # and the trigger
-        pool = self.app.extensions.get("mg_rdf.query_pool")
-        if pool is not None:
-            pool.close()   # idle workers end now; a busy one ends with its query, or when this process ends
+        again = False
+        while self.WORKERS and time.monotonic() < deadline and not again:
+            while True:
+                try:
+                    sig = self.SIG_QUEUE.get_nowait()
+                except Exception:   # queue.Empty
+                    break
+                if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                    print("second signal: stopping now", file=sys.stderr, flush=True)
+                    again = True
+            self.reap_workers()
+            time.sleep(0.05)
+        if self.WORKERS:
+            if not again:
+                print(f"grace period over: closing {len(self.WORKERS)} connection(s) still busy", file=sys.stderr,
+                      flush=True)
+            self.kill_workers(signal.SIGKILL)
+            end = time.monotonic() + 5
+            while self.WORKERS and time.monotonic() < end:
+                self.reap_workers()
+                time.sleep(0.02)
         print("stopped", file=sys.stderr, flush=True)
 
-    def _channels(self) -> list[HTTPChannel]:
-        return [c for c in list(self.sockets.values()) if isinstance(c, HTTPChannel)]
-
-
-def _idle(channel: HTTPChannel) -> bool:
-    """No request being read, waiting, running or being sent on this connection."""
-    return not channel.requests and channel.request is None and not channel.total_outbufs_len
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+        if self.LISTENERS or self.WORKERS:
+            self.stop()
+        if reason is not None:
+            self.log.error("Reason: %s", reason)
+        # As in the serving processes: skip the interpreter's slow finalisation; nothing is left to flush
+        # but the logs.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(exit_status)
 
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("waitress").setLevel(logging.INFO)
     access = logging.getLogger("mg_rdf.access")
     if not access.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -60,9 +61,11 @@ from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
 from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML, RESULTS_JSON, RESULTS_XML,
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
 from .answer_cache import AnswerCache
+from ..remote import is_remote
 from .state import query_location
 from . import current_snapshot
-from .query_service import PoolBusy, QueryAnswer, QueryJob, QueryPool, QueryTimeout, WorkerLost, shared_pool
+from .query_service import (InProcessRunner, PoolBusy, QueryAnswer, QueryJob, QueryPool, QueryTimeout, WorkerLost,
+                            shared_pool)
 
 bp = Blueprint("sparql", __name__)
 
@@ -104,6 +107,9 @@ class QueryRequest:
 @bp.record_once
 def _setup(state) -> None:
     app = state.app
+    if app.config.get("QUERY_IN_PROCESS"):   # set by `mg-rdf serve`: one request per process at a time
+        app.extensions["mg_rdf.query_pool"] = InProcessRunner()
+        return
     pool = shared_pool(int(app.config["QUERY_WORKERS"]), app.config.get("QUERY_WORKERS_MAX"),
                        float(app.config.get("QUERY_QUEUE_WAIT", 5.0)))
     app.extensions["mg_rdf.query_pool"] = pool
@@ -271,9 +277,12 @@ def _answer(req: QueryRequest) -> Response:
     answer = cache.get(key) if cacheable and not fresh else None
     if answer is not None:
         return _ok_response(answer, cfg, link, hit=True)
-    pool: QueryPool = current_app.extensions["mg_rdf.query_pool"]
+    pool: QueryPool | InProcessRunner = current_app.extensions["mg_rdf.query_pool"]
     try:
-        answer = pool.run(job, timeout)
+        if isinstance(pool, InProcessRunner):
+            answer = pool.run(job, timeout, _open_store_of(build, req.pin))
+        else:
+            answer = pool.run(job, timeout)
     except QueryTimeout as e:
         raise ProtocolError(503, f"Query stopped: {e}. Ask a narrower question (LIMIT, fewer joins) "
                                  f"or see {link}.", {"MG-RDF-Time-Limit": f"{timeout:g}"}) from None
@@ -292,6 +301,17 @@ def _answer(req: QueryRequest) -> Response:
     if cacheable:
         cache.put(key, answer, len(answer.body) + len(req.query))
     return _ok_response(answer, cfg, link, hit=False)
+
+
+def _open_store_of(build: str, pin: str | None) -> Any:
+    """The current snapshot's open store when ``build`` is its directory (a serving process then
+    keeps one store open per build, not two), else None (the runner opens ``build`` itself)."""
+    if pin:
+        return None
+    snap = current_snapshot()
+    if snap.store_root is None and os.path.basename(build) == snap.build_dir.name and not is_remote(build):
+        return snap.store
+    return None
 
 
 def _ok_response(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> Response:

@@ -232,9 +232,26 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
             meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
             meta += sameas_quads(a.index, iris, LINKS_PATH)
             writer.load(meta)
+        with timer("pages"):
+            _write_pages(store, writer, a, iris, previous_dir, previous, fresh_ids)
     finally:
         pending.cancel()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
+
+
+def _write_pages(store, writer: StoreWriter, a: Analysis, iris: DataIris, previous_dir: Path | None,
+                 previous: dict[str, dict] | None, fresh_ids: set[str]) -> None:
+    """Entity pages and data documents made once per build (web/page_data.py), into the database's
+    directory: from the previous build's, redoing what the rewritten graphs touch, when incremental."""
+    from .web import page_data   # the web layer's page model; only its writer runs here
+
+    if previous is None or previous_dir is None:
+        page_data.write(store, writer.directory, iris)
+        return
+    changed = {iris.graph(eid) for eid in fresh_ids} | {g.value for g in _graphs_to_replace(previous, a, iris)}
+    changed |= {g.value for g in a.audits.drop} | {q.graph_name.value for q in a.audits.quads
+                                                   if isinstance(q.graph_name, NamedNode)}
+    page_data.write(store, writer.directory, iris, previous_dir, changed)
 
 
 def _meta_graphs(iris: DataIris) -> list[NamedNode]:

@@ -229,9 +229,9 @@ def write(store, directory: Path, iris, previous_dir: Path | None = None,
             head = [view.id, view.iri, view.name, view.type, view.type_label]
             db.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
                        (eid, json.dumps(head, ensure_ascii=False), json.dumps(data, ensure_ascii=False),
-                        zlib.compress(sections.encode(), 6), json.dumps(sorted(deps), ensure_ascii=False)))
+                        zlib.compress(sections.encode(), 1), json.dumps(sorted(deps), ensure_ascii=False)))
             db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?)",
-                       (eid, zlib.compress(serialize(triples, format=RdfFormat.N_TRIPLES), 6),
+                       (eid, zlib.compress(serialize(triples, format=RdfFormat.N_TRIPLES), 1),
                         json.dumps(_prefixes_used(snap, triples), sort_keys=True)))
             computed[eid] = deps
 
@@ -303,7 +303,9 @@ def _previous(previous_dir: Path | None, build_wide: str) -> sqlite3.Connection 
 def _non_entity_statements(store, snap, iris) -> dict[str, str]:
     """Per entity, a hash of the quads about it in graphs that are neither an entity's nor an
     audit's (linkset, renames, dataset …): a data document holds them, builds rewrite them."""
+    from ..vocab import ONTOLOGY_IRI, SHAPES_IRI
     own = {iris.graph(eid) for eid in snap.entities} | {_audit_graph(iris, eid) for eid in snap.entities}
+    own |= {ONTOLOGY_IRI, SHAPES_IRI, iris.vocabulary_graph}   # they name no entity (tag labels: build-wide)
     found: dict[str, list[str]] = {}
     for g in store.named_graphs():
         if not isinstance(g, NamedNode) or g.value in own:

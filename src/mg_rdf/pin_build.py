@@ -104,6 +104,9 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
         current_ids = set(loads[current_key].analysis.index.by_id)
         renames = _renames([d for d in diffs if d.new.key in up_to_current], current_ids)
         nb.load(_renames_graph(renames, diffs, up_to_current, iris))
+        # the renames graph came after the current pin's precomputed pages: redo the documents it is in
+        from .web import page_data
+        page_data.write(nb.main.store, nb.main.directory, iris, nb.main.directory, set())
         infos = [pins.PinInfo(refs[k].name, k, refs[k].commit, refs[k].date,
                               nb.build_id if k == current_key else f"{nb.build_id}.pins/{k}", k == current_key,
                               len(loads[k].analysis.index.by_id), loads[k].triples,

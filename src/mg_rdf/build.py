@@ -107,19 +107,20 @@ class PinLoad:
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
           workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
-          progress: Progress | None = None) -> BuildResult:
+          progress: Progress | None = None, pages: bool = False) -> BuildResult:
     """Build ``source`` into a new store at ``store_path`` and swap it in when complete.
 
     When the store already holds a build of the same corpus made by the same code,
     only files whose content changed are read again, only what they touch is
     validated again, and the new store is the previous one (a hard-linked copy)
-    with those files' graphs replaced. ``full=True`` rebuilds everything.
+    with those files' graphs replaced. ``full=True`` rebuilds everything. ``pages=True`` also
+    precomputes every entity page and data document (web/page_data.py; costly: see DESIGN.md).
     """
     t0 = time.perf_counter()
     prev_dir = current_build(store_path) if store_path.is_dir() else None
     with new_build(store_path) as nb:
         pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
-                       strict=strict, workers=workers, title=title, full=full, progress=progress)
+                       strict=strict, workers=workers, title=title, full=full, progress=progress, pages=pages)
         path = nb.commit(on_complete=lambda final: manifest.write(
             manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(),
             with_stats(pin.analysis.audits.entries, source)),
@@ -189,7 +190,8 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
 
 def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
-             title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None) -> PinLoad:
+             title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
+             pages: bool = False) -> PinLoad:
     """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
     with the changed files' graphs replaced when its manifest fits, else a full load."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -241,10 +243,28 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 store.extend(meta)   # a few thousand quads: a transaction beats a bulk load's SST files
             else:
                 writer.load(meta)
+        if pages:
+            with timer("pages"):
+                _write_pages(store, writer, a, iris, previous_dir, previous, fresh_ids)
     finally:
         for pending in started_shacl:
             pending.cancel()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
+
+
+def _write_pages(store, writer: StoreWriter, a: Analysis, iris: DataIris, previous_dir: Path | None,
+                 previous: dict[str, dict] | None, fresh_ids: set[str]) -> None:
+    """Entity pages and data documents made once per build (web/page_data.py), into the database's
+    directory: from the previous build's, redoing what the rewritten graphs touch, when incremental."""
+    from .web import page_data   # the web layer's page model; only its writer runs here
+
+    if previous is None or previous_dir is None:
+        page_data.write(store, writer.directory, iris)
+        return
+    changed = {iris.graph(eid) for eid in fresh_ids} | {g.value for g in _graphs_to_replace(previous, a, iris)}
+    changed |= {g.value for g in a.audits.drop} | {q.graph_name.value for q in a.audits.quads
+                                                   if isinstance(q.graph_name, NamedNode)}
+    page_data.write(store, writer.directory, iris, previous_dir, changed)
 
 
 def _meta_graphs(iris: DataIris) -> list[NamedNode]:

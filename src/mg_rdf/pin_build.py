@@ -50,7 +50,8 @@ class PinsResult(BuildResult):
 
 def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris, *, current: str | None = None,
                strict: bool = False, workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
-               progress: Progress | None = None, repository: str = DEFAULT_REPOSITORY) -> PinsResult:
+               progress: Progress | None = None, repository: str = DEFAULT_REPOSITORY,
+               pages: bool = False) -> PinsResult:
     """Build each revision of the git repository or bundle at ``location`` as a pin of one store.
 
     ``current`` (default: the last of ``revs``) is the pin ``STORE/current`` serves."""
@@ -77,12 +78,12 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
             writer = nb.pin(key)
             loads[key] = load_pin(writer, nb.keep_source, src, iris, previous_build_for(prev_dir, src),
                                   strict=strict, workers=workers, title=title, full=full,
-                                  progress=_labelled(progress, key))
+                                  progress=_labelled(progress, key), pages=pages)
             writer.close(optimize=loads[key].previous is None)
         src = by_key[current_key]
         loads[current_key] = cur = load_pin(nb.main, nb.keep_source, src, iris, previous_build_for(prev_dir, src),
                                             strict=strict, workers=workers, title=title, full=full,
-                                            progress=_labelled(progress, current_key))
+                                            progress=_labelled(progress, current_key), pages=pages)
         order = sorted(keys, key=lambda k: (by_key[k].provenance.commit_date or "", keys.index(k)))
         refs = {k: PinRef(by_key[k].provenance.rev or k, k, by_key[k].provenance.commit,
                           by_key[k].provenance.commit_date) for k in keys}
@@ -104,6 +105,10 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
         current_ids = set(loads[current_key].analysis.index.by_id)
         renames = _renames([d for d in diffs if d.new.key in up_to_current], current_ids)
         nb.load(_renames_graph(renames, diffs, up_to_current, iris))
+        if pages:
+            # the renames graph came after the current pin's precomputed pages: redo the documents it is in
+            from .web import page_data
+            page_data.write(nb.main.store, nb.main.directory, iris, nb.main.directory, set())
         infos = [pins.PinInfo(refs[k].name, k, refs[k].commit, refs[k].date,
                               nb.build_id if k == current_key else f"{nb.build_id}.pins/{k}", k == current_key,
                               len(loads[k].analysis.index.by_id), loads[k].triples,

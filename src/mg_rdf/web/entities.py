@@ -38,6 +38,7 @@ from pyoxigraph import NamedNode, Triple, serialize
 from werkzeug.http import is_resource_modified
 
 from .. import __version__
+from . import page_data
 from ..vocab import MG, PREFIXES, RDF, RDFS, SKOS, DataIris
 from .entity_view import EntityView, gather, grouped
 from .negotiation import (HTML, MARKDOWN, MAX_ACCEPT_LENGTH, OXIGRAPH_FORMAT, RDF_DOCUMENTS, TURTLE,
@@ -280,8 +281,12 @@ def document(name: str) -> Response:
                             content_type="text/plain; charset=utf-8")
         body = text.encode()
     else:
-        found = document_triples(snap, key)
-        body = serialize(found, format=OXIGRAPH_FORMAT[rep.key], prefixes=_prefixes_used(snap, found))
+        stored = page_data.document(snap, key)   # precomputed at build time, when the build has it
+        if stored is None:
+            triples = document_triples(snap, key)
+            stored = (triples, _prefixes_used(snap, triples))
+        found, prefixes = stored
+        body = serialize(found, format=OXIGRAPH_FORMAT[rep.key], prefixes=prefixes)
     resp = Response(body, content_type=rep.content_type, headers=headers)
     return _finish(resp, etag, modified, _link_header(alternates))
 
@@ -299,21 +304,40 @@ def page(entity_id: str) -> Response:
         return _finish(Response(status=304), etag, modified, _link_header(alternates))
     prefix = _page_prefix()
     suffix = "?pin=" + quote(pin.key, safe="") if pin else ""   # links of a pinned page stay at its pin
-    view = gather(snap, key, prefix, suffix)
-    picture = layout(view.ref, view.neighbours, view.mentioned)
-    page_url = url_for("entities.page", entity_id=key, _external=True, **pin_args())
+    # The sections In focus … Provenance and the JSON-LD were made at build time for the
+    # default links (no pin, the app at the root); any other request renders them here.
+    stored = page_data.page(snap, key) if not suffix and prefix == page_data.DEFAULT_PREFIX else None
+    if stored is not None:
+        head, data, sections = stored.head, stored.schema_org, Markup(stored.sections)
+    else:
+        view = gather(snap, key, prefix, suffix)
+        head, data = page_head(view), schema_org(view, "", snap.iris)
+        sections = Markup(render_sections(snap, view, prefix, suffix, pin))
+    data["url"] = url_for("entities.page", entity_id=key, _external=True, **pin_args())
     query = document_query(snap, key)
     html = render_template(
-        "entity.html", view=view, picture=picture, page_prefix=prefix, grouped=grouped, alternates=alternates,
+        "entity.html", view=head, sections=sections, page_prefix=prefix, alternates=alternates,
         page_suffix=suffix, pin=pin, pin_args=pin_args(), history=entity_history(snap, key, pin),
-        json_ld=script_json(schema_org(view, page_url, snap.iris)), sparql=query,
-        sparql_url=url_for("query_page.query", query=query), repository=_repository_name(snap),
-        attribution=snap.facts.get("attribution", ""))
+        json_ld=script_json(data), sparql=query, sparql_url=url_for("query_page.query", query=query))
     resp = Response(html, content_type=HTML.content_type)
     return _finish(resp, etag, modified, _link_header(alternates))
 
 
 # -- helpers for the page --------------------------------------------------------------
+
+def page_head(view: EntityView) -> page_data.PageHead:
+    """What entity.html itself shows of the entity (the sections get the whole EntityView)."""
+    return page_data.PageHead(view.id, view.iri, view.name, view.type, view.type_label)
+
+
+def render_sections(snap: Snapshot, view: EntityView, prefix: str, suffix: str, pin) -> str:
+    """The page's sections In focus … Provenance (_entity_sections.html) as HTML: what
+    ``page_data`` stores at build time, and what a request renders when it has none."""
+    picture = layout(view.ref, view.neighbours, view.mentioned)
+    return render_template("_entity_sections.html", view=view, picture=picture, page_prefix=prefix,
+                           page_suffix=suffix, pin=pin, grouped=grouped, repository=_repository_name(snap),
+                           attribution=snap.facts.get("attribution", ""))
+
 
 def _page_prefix() -> str:
     """The URL of the page of entity ``x`` is this + ``x`` (one url_for per page, not one per link)."""
@@ -330,7 +354,7 @@ def schema_org(view: EntityView, page_url: str, iris: DataIris) -> dict:
     the linked entities whose relation has a schema.org property of the same meaning."""
     schema_type = SCHEMA_ORG_TYPE.get(view.type, "Thing")
     data: dict = {"@context": "https://schema.org", "@type": schema_type, "@id": view.iri, "name": view.name,
-                  "url": page_url, "identifier": view.id}
+                  "url": page_url, "identifier": view.id}   # page_url: "" at build time, set per request
     if view.same_as:
         data["sameAs"] = view.same_as
     for label, value in view.dates:

@@ -203,7 +203,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     started_shacl: list[PendingValidation] = []
 
     def start_shacl(a: Analysis) -> None:
-        started_shacl.append(PendingValidation(a.to_validate(), a.index, iris, workers, False))
+        started_shacl.append(PendingValidation(a.to_validate(), a.index, iris, workers, False, busy_caller=True))
 
     try:
         a = analyse(source, iris, shacl=False, progress=progress, previous=previous,

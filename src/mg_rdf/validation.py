@@ -210,16 +210,21 @@ class PendingValidation:
     """SHACL running in worker processes while the caller does other work (the load)."""
 
     def __init__(self, entities: Sequence[MappedEntity], index: CorpusIndex, iris: DataIris,
-                 workers: int | None, want_report: bool):
+                 workers: int | None, want_report: bool, busy_caller: bool = False):
+        """``workers``: processes (1: in this process, before returning); by default one per core,
+        or with ``busy_caller`` (the caller loads the store meanwhile) one per core but one, and
+        at least one: on two cores, three busy processes made the load wait as long as SHACL."""
         global _JOB
         self.want_report = want_report
-        n = workers if workers is not None else min(len(PARTITIONS), os.cpu_count() or 1)
-        if len(entities) < SMALL:
-            n = 1  # a few entities: starting worker processes costs more than it saves
+        cores = os.cpu_count() or 1
+        in_process = workers == 1 or len(entities) < SMALL   # a few entities: a process costs more than it saves
+        if workers is None:
+            workers = max(1, cores - 1) if busy_caller else cores
+        n = 1 if in_process else min(len(PARTITIONS), workers)
         _JOB = (list(entities), index)
         self.pool: ProcessPoolExecutor | None = None
         self.pool_size = n
-        if n <= 1:
+        if in_process:
             try:
                 self.parts = [_validate_partition(t, iris.base, want_report, k) for t, k in _jobs(entities)]
             finally:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import manifest
-from .audit_cache import AuditOutcome, audit_pass
+from .audit_cache import AuditOutcome, PendingAudits, audit_pass
 from .integrity import CorpusIndex, check
 from .mapping import MappedEntity, map_entity
 from .problems import Problem, Severity
@@ -42,6 +42,7 @@ class Analysis:
     cached_shacl: dict[str, list[Problem]] = field(default_factory=dict)
     shacl_by_path: dict[str, list[Problem]] = field(default_factory=dict)
     audits: AuditOutcome = field(default_factory=AuditOutcome)
+    pending_audits: PendingAudits | None = None
 
     def shacl_changed(self, path: str) -> bool:
         return self.shacl_by_path.get(path, []) != self.cached_shacl.get(path, [])
@@ -62,6 +63,20 @@ class Analysis:
                 self.shacl_by_path[e.path] = cached
                 self.problems.extend(cached)
         self.problems.extend(fresh)
+
+    def join_audits(self) -> None:
+        """Wait for audits read in the background (see ``analyse``) and take their outcome."""
+        if self.pending_audits is None:
+            return
+        pending, self.pending_audits = self.pending_audits, None
+        self.audits = pending.result(self.source)
+        self.seconds["audits"] = self.audits.seconds
+        self.problems.extend(self.audits.problems)
+
+    def cancel_audits(self) -> None:
+        if self.pending_audits is not None:
+            self.pending_audits.cancel()
+            self.pending_audits = None
 
     def count(self, severity: Severity) -> int:
         return sum(1 for p in self.problems if p.severity is severity)
@@ -101,7 +116,8 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
             want_report: bool = False, progress: Progress | None = None,
             previous: dict[str, dict] | None = None,
             previous_audits: dict[str, dict] | None = None,
-            before_audits: Callable[[Analysis], None] | None = None) -> Analysis:
+            before_audits: Callable[[Analysis], None] | None = None,
+            background_audits: bool = False) -> Analysis:
     """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
 
     With ``previous`` (the manifest entries of the last build, by path), files whose
@@ -111,6 +127,9 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
 
     SHACL (which needs only the entities) starts in worker processes before the audits are
     read, so the two overlap; ``before_audits`` lets a build start its own at that point.
+    With ``background_audits`` the audits are read in a forked process and ``analyse``
+    returns at once: ``Analysis.join_audits`` waits for them (a build loads the entities
+    meanwhile).
     """
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
@@ -174,9 +193,12 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
     try:
         if before_audits is not None:
             before_audits(a)
-        with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
-            a.audits = audit_pass(source, a.index, iris, previous_audits)
-            a.problems.extend(a.audits.problems)
+        if background_audits:
+            a.pending_audits = PendingAudits(source, a.index, iris, previous_audits)
+        else:
+            with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
+                a.audits = audit_pass(source, a.index, iris, previous_audits)
+                a.problems.extend(a.audits.problems)
         if pending is not None:
             outcome = pending.result()
             a.take_shacl(outcome)

@@ -201,13 +201,15 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     previous = None if whole is None else whole["entities"]
     # SHACL runs in worker processes while this process reads the audits and loads the store.
     started_shacl: list[PendingValidation] = []
+    a: Analysis | None = None
 
     def start_shacl(a: Analysis) -> None:
         started_shacl.append(PendingValidation(a.to_validate(), a.index, iris, workers, False, busy_caller=True))
 
     try:
         a = analyse(source, iris, shacl=False, progress=progress, previous=previous,
-                    previous_audits=None if whole is None else whole.get("audits"), before_audits=start_shacl)
+                    previous_audits=None if whole is None else whole.get("audits"), before_audits=start_shacl,
+                    background_audits=True)
         pending = started_shacl[0]
         if not a.index or not a.index.by_id:
             raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
@@ -220,11 +222,17 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 for g in _graphs_to_replace(previous, a, iris):
                     store.remove_graph(g)
                 _replace_vocabulary(store, a, previous, iris)
-                _replace_audits(store, a)
                 store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
+                a.join_audits()
+                _replace_audits(store, a)
             else:
                 store = writer.open()
-                writer.load(_all_quads(a, source, iris))
+                writer.load(_all_quads(a, source, iris, audits=False))
+                a.join_audits()   # read meanwhile in another process (analyse's background_audits)
+                if a.audits.nquads is not None:
+                    writer.load_nquads(a.audits.nquads)
+                elif a.audits.quads:
+                    writer.load(a.audits.quads)
             for e in a.index.by_id.values():
                 if not e.stub:
                     keep_source(e.blob, e.source_data)
@@ -249,6 +257,8 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     finally:
         for pending in started_shacl:
             pending.cancel()
+        if a is not None:
+            a.cancel_audits()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
 
 
@@ -262,7 +272,7 @@ def _write_pages(store, writer: StoreWriter, a: Analysis, iris: DataIris, previo
         page_data.write(store, writer.directory, iris)
         return
     changed = {iris.graph(eid) for eid in fresh_ids} | {g.value for g in _graphs_to_replace(previous, a, iris)}
-    changed |= {g.value for g in a.audits.drop} | {q.graph_name.value for q in a.audits.quads
+    changed |= {g.value for g in a.audits.drop} | {q.graph_name.value for q in a.audits.statements()
                                                    if isinstance(q.graph_name, NamedNode)}
     page_data.write(store, writer.directory, iris, previous_dir, changed)
 
@@ -304,6 +314,8 @@ def _replace_audits(store, a: Analysis) -> None:
     """Replace the graphs of the audits read again (most builds: none)."""
     for g in sorted(a.audits.drop, key=str):
         store.remove_graph(g)
+    if a.audits.nquads is not None:
+        store.load(a.audits.nquads, format=RdfFormat.N_QUADS)
     store.extend(a.audits.quads)
 
 
@@ -332,10 +344,11 @@ def with_stats(entries: dict[str, dict], source: CorpusSource) -> dict[str, dict
     return {path: {**item, "stat": stats.get(path)} for path, item in entries.items()}
 
 
-def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Quad]:
+def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris, audits: bool = True) -> Iterator[Quad]:
     assert a.index is not None
     for eg in entity_graphs(a.index, source.provenance, iris):
         yield from eg.quads
     yield from vocabulary_graph(a.index, iris)
-    yield from a.audits.quads
+    if audits:
+        yield from a.audits.statements()
     yield from _vocabularies()

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyoxigraph import Quad, Store
+from pyoxigraph import Quad, RdfFormat, Store
 
 from .problems import MgRdfError
 
@@ -113,6 +113,16 @@ class StoreWriter:
         assert self.store is not None
         try:
             self.store.bulk_extend(quads)
+        except OSError as e:
+            raise _disk_error(self.directory, e) from e
+
+    def load_nquads(self, data: bytes) -> None:
+        """Bulk-load N-Quads bytes (parsed by Oxigraph, no Python object per quad)."""
+        assert self.store is not None
+        if not data:
+            return
+        try:
+            self.store.bulk_load(data, format=RdfFormat.N_QUADS)
         except OSError as e:
             raise _disk_error(self.directory, e) from e
 

@@ -224,3 +224,22 @@ def test_a_killed_build_never_corrupts_or_half_replaces_the_store(corpus_dir, tm
     # and the next build cleans up what the killed ones left behind
     assert run("build", str(small), "--store", str(store)).exit_code == 0
     assert not list((store / "builds").glob(".tmp-*"))
+
+
+def test_a_forked_worker_does_not_keep_the_build_lock(tmp_path):
+    """SHACL and audit workers are forked while the build holds the store's lock; one that
+    outlives its build (killed a moment ago) must not make the next build wait or fail."""
+    from mg_rdf.store import _lock
+
+    with _lock(tmp_path):
+        pid = os.fork()
+        if pid == 0:   # the worker: lives on after the build lets go
+            time.sleep(3)
+            os._exit(0)
+    try:
+        t0 = time.monotonic()
+        with _lock(tmp_path):
+            pass
+        assert time.monotonic() - t0 < 1, "the forked worker still held the lock"
+    finally:
+        os.waitpid(pid, 0)

@@ -10,6 +10,7 @@ previous manifest) reads them all; both give the same graphs (tested).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,7 @@ class PendingAudits:
         _JOB = (source, index, iris, previous)
         try:   # fork: the child inherits the job; it starts at the submit, so _JOB can be cleared after
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=die_with_parent)
+                                            initializer=die_with_parent, initargs=(os.getpid(),))
             self.future = self.pool.submit(_background_pass)
         finally:
             _JOB = None

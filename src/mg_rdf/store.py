@@ -75,15 +75,44 @@ def open_read_only(path: Path | str) -> Store:
         raise MgRdfError(f"{build}: cannot open the store ({e})") from e
 
 
+LOCK_WAIT = 10.0   # seconds a build waits for the lock before saying another build holds it
+
+_held_locks: set[int] = set()   # fds of build locks this process holds
+
+
+def _close_locks_in_child() -> None:
+    # A forked worker (SHACL, audits) must not keep the store's build lock alive: a flock
+    # belongs to the open file, so a worker outliving a killed build would block the next one.
+    for fd in list(_held_locks):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+os.register_at_fork(after_in_child=_close_locks_in_child)
+
+
 @contextmanager
 def _lock(path: Path) -> Iterator[None]:
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "lock", "w") as fh:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # a build killed a moment ago may still be letting go of it
+                if time.monotonic() > deadline:
+                    raise MgRdfError(f"{path}: another build is running on this store") from None
+                time.sleep(0.1)
+        _held_locks.add(fh.fileno())
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MgRdfError(f"{path}: another build is running on this store") from None
-        yield
+            yield
+        finally:
+            _held_locks.discard(fh.fileno())
 
 
 class StoreWriter:

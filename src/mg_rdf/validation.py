@@ -192,8 +192,9 @@ class ShaclOutcome:
     seconds: float = 0.0      # wall time of the validation work itself (workers run in parallel)
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this worker when its parent dies (a killed build leaves no orphans)."""
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to kill this worker when its parent dies (a killed build leaves no orphans).
+    ``parent``: the pid that started the worker; if it is already gone, exit now."""
     try:
         import ctypes
 
@@ -201,6 +202,8 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent is not None and os.getppid() != parent:   # it died before the line above
+        os._exit(1)
 
 
 SMALL = 50
@@ -234,7 +237,7 @@ class PendingValidation:
             # fork: the workers inherit _JOB instead of receiving it pickled; with the fork
             # context all workers start at the first submit, so _JOB can be cleared after.
             self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=die_with_parent)
+                                            initializer=die_with_parent, initargs=(os.getpid(),))
             self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report, k)
                             for t, k in _jobs(entities)]
         finally:

@@ -69,7 +69,9 @@ class Analysis:
         if self.pending_audits is None:
             return
         pending, self.pending_audits = self.pending_audits, None
+        t0 = time.perf_counter()
         self.audits = pending.result(self.source)
+        self.seconds["wait"] = self.seconds.get("wait", 0.0) + time.perf_counter() - t0
         self.seconds["audits"] = self.audits.seconds
         self.problems.extend(self.audits.problems)
 

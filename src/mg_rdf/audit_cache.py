@@ -10,7 +10,6 @@ previous manifest) reads them all; both give the same graphs (tested).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from .integrity import CorpusIndex
 from .problems import Problem, Severity
 from .source import CorpusSource
 from .vocab import DataIris
+from .workers import forked_pool, kill_pool
 
 
 class _Recording(dict):
@@ -69,16 +69,10 @@ class PendingAudits:
 
     def __init__(self, source: CorpusSource, index: CorpusIndex, iris: DataIris,
                  previous: dict[str, dict[str, Any]] | None):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        from .validation import die_with_parent
-
         global _JOB
         _JOB = (source, index, iris, previous)
-        try:   # fork: the child inherits the job; it starts at the submit, so _JOB can be cleared after
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=die_with_parent, initargs=(os.getpid(),))
+        try:
+            self.pool = forked_pool(1)   # the child inherits _JOB
             self.future = self.pool.submit(_background_pass)
         finally:
             _JOB = None
@@ -94,9 +88,7 @@ class PendingAudits:
         return out
 
     def cancel(self) -> None:
-        for proc in list(getattr(self.pool, "_processes", {}).values()):
-            proc.kill()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        kill_pool(self.pool)
 
 
 _JOB: tuple | None = None

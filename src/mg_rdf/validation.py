@@ -13,9 +13,7 @@ every constraint of its type, exactly as one whole-graph run would.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from .integrity import CorpusIndex
 from .mapping import MappedEntity
 from .problems import Problem, Severity
 from .vocab import MG, DataIris
+from .workers import forked_pool, kill_pool
 
 
 # prop local name -> YAML key, per entity type and for the things inside an entity
@@ -192,20 +191,6 @@ class ShaclOutcome:
     seconds: float = 0.0      # wall time of the validation work itself (workers run in parallel)
 
 
-def die_with_parent(parent: int | None = None) -> None:
-    """Ask Linux to kill this worker when its parent dies (a killed build leaves no orphans).
-    ``parent``: the pid that started the worker; if it is already gone, exit now."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if parent is not None and os.getppid() != parent:   # it died before the line above
-        os._exit(1)
-
-
 SMALL = 50
 
 
@@ -234,10 +219,7 @@ class PendingValidation:
                 _JOB = None
             return
         try:
-            # fork: the workers inherit _JOB instead of receiving it pickled; with the fork
-            # context all workers start at the first submit, so _JOB can be cleared after.
-            self.pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=die_with_parent, initargs=(os.getpid(),))
+            self.pool = forked_pool(n)   # the workers inherit _JOB instead of receiving it pickled
             self.futures = [self.pool.submit(_validate_partition, t, iris.base, want_report, k)
                             for t, k in _jobs(entities)]
         finally:
@@ -258,9 +240,7 @@ class PendingValidation:
 
     def cancel(self) -> None:
         if self.pool is not None:
-            for proc in list(getattr(self.pool, "_processes", {}).values()):
-                proc.kill()
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            kill_pool(self.pool)
             self.pool = None
 
 

@@ -216,23 +216,25 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
         timer = _Timer(a.seconds)
         by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
         fresh_ids = {e.id for e in a.to_validate()}
+        incremental = previous is not None and previous_dir is not None
         with timer("load"):
-            if previous is not None and previous_dir is not None:
+            if incremental:
                 store = writer.open_copy(previous_dir)
                 for g in _graphs_to_replace(previous, a, iris):
                     store.remove_graph(g)
                 _replace_vocabulary(store, a, previous, iris)
                 store.extend(_changed_quads(a, source, iris, fresh_ids))  # small: one transaction
-                _join_audits(a)
-                _replace_audits(store, a)
             else:
                 store = writer.open()
                 writer.load(_all_quads(a, source, iris, audits=False))
-                _join_audits(a)   # read meanwhile in another process (analyse's background_audits)
-                if a.audits.nquads is not None:
-                    writer.load_nquads(a.audits.nquads)
-                elif a.audits.quads:
-                    writer.load(a.audits.quads)
+        a.join_audits()   # read meanwhile in another process (analyse's background_audits)
+        with timer("load"):
+            if incremental:
+                _replace_audits(store, a)
+            elif a.audits.nquads is not None:
+                writer.load_nquads(a.audits.nquads)
+            elif a.audits.quads:
+                writer.load(a.audits.quads)
             for e in a.index.by_id.values():
                 if not e.stub:
                     keep_source(e.blob, e.source_data)
@@ -308,14 +310,6 @@ def _replace_vocabulary(store, a: Analysis, previous: dict[str, dict], iris: Dat
         return
     store.remove_graph(NamedNode(iris.vocabulary_graph))
     store.extend(vocabulary_graph(a.index, iris, now))
-
-
-def _join_audits(a: Analysis) -> None:
-    """Take the audits read in the background; the wait is counted as "wait", not as load
-    (this runs inside the load's timer, which adds its whole time when it ends)."""
-    before = a.seconds.get("wait", 0.0)
-    a.join_audits()
-    a.seconds["load"] = a.seconds.get("load", 0.0) - (a.seconds.get("wait", 0.0) - before)
 
 
 def _replace_audits(store, a: Analysis) -> None:

@@ -46,6 +46,18 @@ ENTITY = "camp-access-now-ban-biometric-surveillance-global-2021-ongoing"
 PREFIXES = f"PREFIX mg: <{MG}>\n"
 
 
+def build_store(corpus: Path, tmp_path: Path) -> Path | None:
+    """Build ``corpus`` into ``tmp_path/store`` with `mg-rdf build` (None, said why, if no corpus)."""
+    if not (corpus / "entities").is_dir():
+        print(f"no corpus at {corpus} (or pass --store)", file=sys.stderr)
+        return None
+    store = tmp_path / "store"
+    print(f"building {corpus} …", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-c", "from mg_rdf.cli import main; main()", "build", str(corpus),
+                    "--store", str(store)], check=True, stdout=subprocess.DEVNULL)
+    return store
+
+
 def small_queries(base: str) -> dict[str, tuple[str, str]]:
     """name -> (SPARQL, Accept). The entity's IRI is written into each UNION branch on purpose:
     Oxigraph does not push an outer binding into UNION branches (see MEASURED.md)."""
@@ -229,15 +241,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="mg-http-bench-") as tmp:
         tmp_path = Path(tmp)
-        store = args.store
+        store = args.store or build_store(args.corpus, tmp_path)
         if store is None:
-            if not (args.corpus / "entities").is_dir():
-                print(f"no corpus at {args.corpus} (or pass --store)", file=sys.stderr)
-                return 2
-            store = tmp_path / "store"
-            print(f"building {args.corpus} …", flush=True)
-            subprocess.run([sys.executable, "-c", "from mg_rdf.cli import main; main()", "build", str(args.corpus),
-                            "--store", str(store)], check=True, stdout=subprocess.DEVNULL)
+            return 2
         build_dir = (store / "current").resolve()
         port = free_port()
         ours, ours_url = start("mg-rdf", [sys.executable, "-c", "from mg_rdf.cli import main; main()", "serve",

@@ -59,6 +59,9 @@ from urllib.parse import quote, urlencode, urlparse
 
 from mg_rdf import schema
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from http_bench import build_store  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "movement-graph"
 MG = "https://w3id.org/movement-graph/ontology#"
@@ -403,15 +406,9 @@ def main(argv: list[str] | None = None) -> int:
                   "query_timeout": query_timeout if args.url is None else None,
                   "url": args.url, "store": str(args.store) if args.store else None, "seed": args.seed}
         if args.url is None:
-            store = args.store
+            store = args.store or build_store(args.corpus, tmp_path)
             if store is None:
-                if not (args.corpus / "entities").is_dir():
-                    print(f"no corpus at {args.corpus} (or pass --store)", file=sys.stderr)
-                    return 2
-                store = tmp_path / "store"
-                print(f"building {args.corpus} …", file=sys.stderr, flush=True)
-                subprocess.run([sys.executable, "-c", "from mg_rdf.cli import main; main()", "build",
-                                str(args.corpus), "--store", str(store)], check=True, stdout=subprocess.DEVNULL)
+                return 2
             config["store"] = str(store)
             proc, config["url"] = start_server(store, query_timeout, tmp_path / "server.log")
         try:

@@ -29,6 +29,7 @@ import pytest
 import requests
 from pyoxigraph import RdfFormat, Store
 
+from live_server import stop_process
 from mg_rdf.vocab import MG, DataIris
 from mg_rdf.web.federation import from_wikidata_by_website, linked_items_query, website_join_query
 from mg_rdf.web.service_policy import ServiceRefused, cap_service_results, endpoint_allowed
@@ -66,12 +67,7 @@ class FixtureEndpoint:
     url: str            # the SPARQL endpoint, http://127.0.0.1:PORT/query
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_fixture_endpoint(directory: Path, fixture: Path = FIXTURE) -> FixtureEndpoint:

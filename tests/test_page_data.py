@@ -16,7 +16,7 @@ from mg_rdf.build import build
 from mg_rdf.source import FolderSource
 from mg_rdf.store import current_build
 from mg_rdf.vocab import DataIris
-from mg_rdf.web import create_app, page_data
+from mg_rdf.web import create_app, page_cache, page_data
 
 IRIS = DataIris()
 CAMP = "camp-access-now-ban-biometric-surveillance-global-2021-ongoing"
@@ -40,6 +40,7 @@ def responses(store: Path, ids: list[str], stored: bool, monkeypatch) -> dict[st
     with monkeypatch.context() as m:
         if not stored:
             m.setattr(page_data, "_reader", lambda snap: None)
+            m.setattr(page_cache, "_file", lambda snap: None)   # nor the pages kept by requests
         client = create_app({"STORE_PATH": store, "TESTING": True}).test_client()
         out = {}
         for eid in ids:

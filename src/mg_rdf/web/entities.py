@@ -38,7 +38,7 @@ from pyoxigraph import NamedNode, Triple, serialize
 from werkzeug.http import is_resource_modified
 
 from .. import __version__
-from . import page_data
+from . import page_cache, page_data
 from ..vocab import MG, PREFIXES, RDF, RDFS, SKOS, DataIris
 from .entity_view import EntityView, gather, grouped
 from .negotiation import (HTML, MARKDOWN, MAX_ACCEPT_LENGTH, OXIGRAPH_FORMAT, RDF_DOCUMENTS, TURTLE,
@@ -281,10 +281,12 @@ def document(name: str) -> Response:
                             content_type="text/plain; charset=utf-8")
         body = text.encode()
     else:
-        stored = page_data.document(snap, key)   # precomputed at build time, when the build has it
+        # precomputed at build time (build --pages), or kept when a request of this build made it
+        stored = page_data.document(snap, key) or page_cache.document(snap, key)
         if stored is None:
             triples = document_triples(snap, key)
             stored = (triples, _prefixes_used(snap, triples))
+            page_cache.keep_document(snap, key, *stored)
         found, prefixes = stored
         body = serialize(found, format=OXIGRAPH_FORMAT[rep.key], prefixes=prefixes)
     resp = Response(body, content_type=rep.content_type, headers=headers)
@@ -304,15 +306,18 @@ def page(entity_id: str) -> Response:
         return _finish(Response(status=304), etag, modified, _link_header(alternates))
     prefix = _page_prefix()
     suffix = "?pin=" + quote(pin.key, safe="") if pin else ""   # links of a pinned page stay at its pin
-    # The sections In focus … Provenance and the JSON-LD were made at build time for the
-    # default links (no pin, the app at the root); any other request renders them here.
+    # The sections In focus … Provenance and the JSON-LD: made at build time for the default
+    # links (build --pages: no pin, the app at the root), or kept by the first request of this
+    # build that made them for these links (page_cache); else made here from the store.
     stored = page_data.page(snap, key) if not suffix and prefix == page_data.DEFAULT_PREFIX else None
+    stored = stored or page_cache.page(snap, key, prefix, suffix)
     if stored is not None:
         head, data, sections = stored.head, stored.schema_org, Markup(stored.sections)
     else:
         view = gather(snap, key, prefix, suffix)
         head, data = page_head(view), schema_org(view, "", snap.iris)
         sections = Markup(render_sections(snap, view, prefix, suffix, pin))
+        page_cache.keep_page(snap, key, prefix, suffix, head, data, str(sections))
     data["url"] = url_for("entities.page", entity_id=key, _external=True, **pin_args())
     query = document_query(snap, key)
     html = render_template(

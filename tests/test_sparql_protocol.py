@@ -10,6 +10,7 @@ import csv
 import io
 import shutil
 import threading
+import json
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -347,6 +348,31 @@ def test_a_query_past_the_time_limit_is_stopped_and_the_server_still_answers(lim
     started = time.monotonic()
     assert bindings(requests.get(endpoint, params={"query": CAMPAIGNS}, timeout=10), "c") == campaign_iris(iris)[:5]
     assert time.monotonic() - started < 1.0
+
+
+def test_the_time_limit_answer_is_made_like_every_other_answer(limited):
+    """The 503 is written by the serving process's watchdog while the query still runs in
+    pyoxigraph: it still carries CORS, the request id, the security headers, and is logged."""
+    r = requests.post(limited.url + "/sparql", data=ENDLESS.encode(), timeout=30,
+                      headers={"Content-Type": "application/sparql-query", "X-Request-Id": "slow-one-42",
+                               "Origin": "https://example.org"})
+    assert r.status_code == 503, r.text[:300]
+    assert r.text.startswith("Query stopped: the query ran longer than its time limit of 1 s")
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.headers["Content-Length"] == str(len(r.content))
+    assert r.headers["X-Request-Id"] == "slow-one-42"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "MG-RDF-Time-Limit" in r.headers["Access-Control-Expose-Headers"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(line) for line in limited.log.read_text().splitlines()
+                 if line.startswith("{") and '"slow-one-42"' in line]
+        if lines:
+            break
+        time.sleep(0.1)
+    assert [(e["status"], e["query_time_limit_s"], e["method"]) for e in lines] == [(503, 1.0, "POST")]
 
 
 def test_a_request_may_lower_the_time_limit_but_never_raise_it(endpoint, limited):

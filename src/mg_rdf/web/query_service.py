@@ -3,12 +3,12 @@
 
 Under ``mg-rdf serve`` (``serve.py``) every serving process handles one request at
 a time, so it can afford to die for a query: ``InProcessRunner`` evaluates the
-query in a helper thread of the serving process itself (no pipe, no second
-process), the request thread waits for it with the time limit, and when the
-limit passes the request is answered 503 and the process marks itself doomed:
-once that answer is written it ends with ``os._exit`` (which stops the Rust query
-with it) and the supervisor forks a fresh one. Nothing else is lost: the process
-had no other request.
+query in the request thread itself (no pipe, no second process, no hand-off to
+another thread) while a watchdog thread of the process keeps the time limit. When
+the limit passes, the watchdog has the request answered 503 (the endpoint gives it
+``on_timeout``, which writes that answer to the client's socket), and ends the
+process with ``os._exit`` (which stops the Rust query with it); the supervisor forks
+a fresh one. Nothing else is lost: the process had no other request.
 
 Anywhere else (the Flask test client, an app mounted in another, threaded WSGI
 server) a process serves many requests at once and must not die for one, so
@@ -413,26 +413,89 @@ def process_doomed() -> bool:
     return _doomed.is_set()
 
 
-class _Pending:
-    __slots__ = ("job", "store", "done", "answer", "error")
+WATCH_POLL = 0.05   # seconds between the watchdog's looks at the running query
 
-    def __init__(self, job: QueryJob, store: Any):
-        self.job, self.store = job, store
-        self.done = threading.Event()
-        self.answer: QueryAnswer | None = None
-        self.error: BaseException | None = None
+
+class _Watchdog:
+    """One thread per serving process that ends a query past its limit.
+
+    The request thread evaluates the query itself (no hand-off to another thread: two
+    wake-ups fewer per query); before it starts it arms the watchdog with the deadline
+    and what to do then (write the 503), and disarms it when the answer is ready. Arming
+    and disarming only set a field under a lock; the watchdog looks every ``WATCH_POLL``
+    seconds. Whoever takes the armed entry first wins: the request thread then writes its
+    answer, or the watchdog writes the 503 and ends the process (only that stops pyoxigraph),
+    and the request thread, still in Rust or just out of it, writes nothing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: tuple[float, Any, int] | None = None
+        self._token = 0
+        self._pid = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            # A thread does not survive fork: a forked serving process starts its own.
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._armed = None
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._loop, daemon=True, name="sparql-watchdog")
+                self._thread.start()
+
+    def arm(self, seconds: float, on_timeout: Any) -> int:
+        if self._pid != os.getpid() or self._thread is None:
+            self.start()
+        with self._lock:
+            self._token += 1
+            self._armed = (time.monotonic() + seconds, on_timeout, self._token)
+            return self._token
+
+    def disarm(self, token: int) -> bool:
+        """True: the answer is the request thread's to write. False: the watchdog took it."""
+        with self._lock:
+            if self._armed is not None and self._armed[2] == token:
+                self._armed = None
+                return True
+            return False
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(WATCH_POLL)
+            with self._lock:
+                armed = self._armed
+                if armed is None or time.monotonic() < armed[0]:
+                    continue
+                self._armed = None
+            _doomed.set()
+            try:
+                if armed[1] is not None:
+                    armed[1]()   # the 503, written to the client by the serving layer
+            finally:
+                end_process()
+
+
+def end_process() -> None:
+    """End this serving process now (a query outlived its limit; see the module doc)."""
+    import logging
+
+    logging.getLogger(__name__).warning("process %s ends: a query outlived its time limit here", os.getpid())
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class InProcessRunner:
-    """Evaluates /sparql queries in this process, in one helper thread (for a process that
-    serves one request at a time; see the module doc). Same interface as ``QueryPool``."""
+    """Evaluates /sparql queries in the request thread of this process, under a watchdog (for
+    a process that serves one request at a time; see the module doc). Same interface as
+    ``QueryPool``, plus ``on_timeout``: what the watchdog does at the limit before the process
+    ends (write the 503)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._watchdog = _Watchdog()
         self._pid = 0
-        self._lock = threading.Lock()
-        self.opened: OrderedDict[str, Any] = OrderedDict()   # used by the helper thread only
+        self.opened: OrderedDict[str, Any] = OrderedDict()
         self.killed = 0
         self.started = 0
 
@@ -441,60 +504,48 @@ class InProcessRunner:
         return 1
 
     def start(self) -> None:
-        with self._lock:
-            # A thread does not survive fork: a forked serving process starts its own.
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._jobs = queue.SimpleQueue()
-                self.opened = OrderedDict()
-                self._thread = threading.Thread(target=self._loop, args=(self._jobs,), daemon=True,
-                                                name="sparql-query")
-                self._pid = os.getpid()
-                self._thread.start()
-                self.started += 1
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.opened = OrderedDict()   # stores opened before a fork are not this process's
+            self.started += 1
+        self._watchdog.start()
 
-    def run(self, job: QueryJob, timeout: float, store: Any = None) -> QueryAnswer:
-        """Answer ``job`` within ``timeout`` seconds or raise QueryTimeout (and doom this process).
-        ``store``: the open store of ``job.build_dir`` when the caller has it (the current build)."""
+    def run(self, job: QueryJob, timeout: float, store: Any = None, on_timeout: Any = None) -> QueryAnswer:
+        """Answer ``job``, or at ``timeout`` seconds have the watchdog call ``on_timeout`` and end
+        this process. ``store``: the open store of ``job.build_dir`` when the caller has it."""
         if _doomed.is_set():
             raise PoolBusy("this serving process is ending (a query outlived its limit here)")
-        if self._thread is None or self._pid != os.getpid():
+        if self._pid != os.getpid():
             self.start()
-        pending = _Pending(job, store)
-        self._jobs.put(pending)
-        if not pending.done.wait(timeout):
-            _doomed.set()   # the helper thread cannot be stopped: the process goes once the 503 is written
-            self.killed += 1
-            raise QueryTimeout(timeout, remote=bool(job.service_allowlist) and "service" in job.query.lower())
-        if pending.error is not None:
-            raise WorkerLost(f"the query could not be evaluated ({pending.error})")
-        return pending.answer
+        token = self._watchdog.arm(timeout, on_timeout)
+        try:
+            if store is None:
+                store = self._open(job.build_dir)
+            answer = evaluate(store, job) if not isinstance(store, QueryAnswer) else store
+        finally:
+            if not self._watchdog.disarm(token):
+                # The watchdog answered 503 and is ending the process: write nothing more.
+                threading.Event().wait()
+        return answer
 
     def close(self) -> None:
         pass
 
-    def _loop(self, jobs: "queue.SimpleQueue[_Pending]") -> None:
+    def _open(self, build_dir: str) -> Any:
+        """The open store of ``build_dir`` (the last ``OPEN_STORES`` are kept), or a QueryAnswer
+        saying why it cannot be opened."""
         from ..remote import open_store
 
-        while True:
-            pending = jobs.get()
+        store = self.opened.get(build_dir)
+        if store is None:
             try:
-                job, store = pending.job, pending.store
-                if store is None:
-                    store = self.opened.get(job.build_dir)
-                    if store is None:
-                        try:
-                            store = self.opened[job.build_dir] = open_store(job.build_dir)
-                        except OSError as e:
-                            pending.answer = QueryAnswer("error", message=f"cannot open the store: {e}")
-                            continue
-                        while len(self.opened) > OPEN_STORES:
-                            self.opened.popitem(last=False)
-                    self.opened.move_to_end(job.build_dir)
-                pending.answer = evaluate(store, job)
-            except BaseException as e:  # noqa: BLE001 - reported to the waiting request
-                pending.error = e
-            finally:
-                pending.done.set()
+                store = self.opened[build_dir] = open_store(build_dir)
+            except OSError as e:
+                return QueryAnswer("error", message=f"cannot open the store: {e}")
+            while len(self.opened) > OPEN_STORES:
+                self.opened.popitem(last=False)
+        self.opened.move_to_end(build_dir)
+        return store
 
 
 _shared: dict[tuple, QueryPool] = {}

@@ -47,11 +47,14 @@ preflight requests.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import re
 import threading
 from dataclasses import dataclass
+from collections.abc import Callable
+from email.utils import formatdate
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template_string, request, url_for
@@ -129,6 +132,9 @@ def endpoint() -> Response:
     """The SPARQL 1.1 Protocol query operation, and the service description."""
     if request.method == "OPTIONS":
         return _preflight()
+    decided = request.environ.get(DECIDED)
+    if decided is not None:   # the watchdog's 503 for a query past its limit (see _answer_later)
+        return Response(decided.message + "\n", decided.status, headers=decided.headers, content_type=TEXT)
     try:
         req = _read_request()
         if req is None:
@@ -234,10 +240,23 @@ def _choose_formats(fmt: str | None, form: str | None) -> tuple[Representation |
         if solutions is None and graph is None:
             raise ProtocolError(406, f"Unknown format {fmt!r}. " + _FORMATS_HELP)
         return solutions, graph
+    raw = request.headers.get("Accept", "")
+    known = _negotiated.get((raw, form))
+    if known is not None:
+        return known
     accept = request.accept_mimetypes
     solutions = negotiate(accept, SPARQL_RESULTS, RESULTS_JSON) if form not in ("CONSTRUCT", "DESCRIBE") else None
     graph = negotiate(accept, GRAPH_ANSWERS, TURTLE) if form not in ("SELECT", "ASK") else None
+    if len(_negotiated) >= _NEGOTIATED_MAX:   # clients send few distinct Accept headers; a flood is bounded
+        _negotiated.clear()
+    _negotiated[(raw, form)] = (solutions, graph)
     return solutions, graph
+
+
+# (Accept header, query form) -> the formats negotiated for it: the same few headers come again
+# and again (each client library sends one), and parsing them is a tenth of a small query's time.
+_negotiated: dict[tuple[str, str | None], tuple[Representation | None, Representation | None]] = {}
+_NEGOTIATED_MAX = 256
 
 
 _FORMATS_HELP = ("SELECT and ASK answers: json, xml, csv, tsv (application/sparql-results+json, …); "
@@ -263,7 +282,7 @@ def _answer(req: QueryRequest) -> Response:
         build = str(found[1])
     limit = float(cfg["QUERY_TIMEOUT"])
     timeout = min(req.timeout, limit) if req.timeout else limit
-    link = url_for("sparql.limits", _external=True)
+    link = _limits_link()
     job = QueryJob(build, req.query, solutions.key if solutions else None, graph.key if graph else None,
                    int(cfg["MAX_RESULTS"]), req.default_graph, req.named_graphs, link,
                    list(cfg["SERVICE_ALLOWLIST"]), cfg.get("SERVICE_MAX_RESULTS"))
@@ -280,12 +299,12 @@ def _answer(req: QueryRequest) -> Response:
     pool: QueryPool | InProcessRunner = current_app.extensions["mg_rdf.query_pool"]
     try:
         if isinstance(pool, InProcessRunner):
-            answer = pool.run(job, timeout, _open_store_of(build, req.pin))
+            stopped = _stopped(QueryTimeout(timeout, remote=bool(job.service_allowlist) and not cacheable), link)
+            answer = pool.run(job, timeout, _open_store_of(build, req.pin), _answer_later(stopped))
         else:
             answer = pool.run(job, timeout)
     except QueryTimeout as e:
-        raise ProtocolError(503, f"Query stopped: {e}. Ask a narrower question (LIMIT, fewer joins) "
-                                 f"or see {link}.", {"MG-RDF-Time-Limit": f"{timeout:g}"}) from None
+        raise _stopped(e, link) from None
     except PoolBusy as e:
         raise ProtocolError(503, f"The query service is busy: {e}. Try again shortly.", {"Retry-After": "2"}) from None
     except WorkerLost as e:  # the worker died under this query (killed, out of memory): it is replaced
@@ -301,6 +320,64 @@ def _answer(req: QueryRequest) -> Response:
     if cacheable:
         cache.put(key, answer, len(answer.body) + len(req.query))
     return _ok_response(answer, cfg, link, hit=False)
+
+
+def _limits_link() -> str:
+    """The absolute URL of /sparql/limits for this request's host and root (made once for each)."""
+    key = request.root_url
+    link = _links.get(key)
+    if link is None:
+        link = url_for("sparql.limits", _external=True)
+        if len(_links) >= _NEGOTIATED_MAX:
+            _links.clear()
+        _links[key] = link
+    return link
+
+
+_links: dict[str, str] = {}
+
+
+def _stopped(e: QueryTimeout, link: str) -> ProtocolError:
+    return ProtocolError(503, f"Query stopped: {e}. Ask a narrower question (LIMIT, fewer joins) or see {link}.",
+                         {"MG-RDF-Time-Limit": f"{e.limit:g}"})
+
+
+DECIDED = "mg_rdf.sparql_decided"   # WSGI environ key: the answer is this ProtocolError (see _answer_later)
+
+
+def _answer_later(error: ProtocolError) -> Callable[[], None] | None:
+    """What the serving process's watchdog does when this request's query outlives its limit:
+    answer ``error`` on the client's connection (the request thread is still inside pyoxigraph).
+    The answer is made by the whole app — this endpoint, CORS, the request guard's headers and
+    access log — from a copy of the request that carries the decision, so it is the same answer
+    as any other 503 of this endpoint; then the watchdog ends the process."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    app, environ = current_app._get_current_object(), request.environ
+
+    def write() -> None:
+        env = dict(environ, **{DECIDED: error, "wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0"})
+        got: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            got["status"], got["headers"] = status, headers
+            return lambda data: None
+
+        body_parts = app.wsgi_app(env, start_response)
+        try:
+            body = b"".join(body_parts)
+        finally:
+            close = getattr(body_parts, "close", None)
+            if close is not None:
+                close()   # the access log line
+        head = [f"HTTP/1.1 {got['status']}", *(f"{k}: {v}" for k, v in got["headers"]),
+                f"Date: {formatdate(usegmt=True)}", "Connection: close", "", ""]
+        sock.settimeout(5)
+        sock.sendall("\r\n".join(head).encode("latin-1") + (b"" if env.get("REQUEST_METHOD") == "HEAD" else body))
+        getattr(sock, "flush", lambda: None)()   # serve's socket may hold a lone response head
+
+    return write
 
 
 def _open_store_of(build: str, pin: str | None) -> Any:

@@ -4,8 +4,8 @@ One supervisor process binds the socket and forks serving processes that share
 it. Each serving process handles one request at a time, and runs /sparql queries
 in process (``query_service.InProcessRunner``): no pipe to a query worker, and
 as many processes as there are cores answer in parallel (one GIL each). A query
-past its time limit is answered 503 by its own process, which then exits with
-``os._exit`` (the only way to stop a query inside pyoxigraph); the supervisor
+past its time limit is answered 503 by its own process's watchdog thread, which then
+ends the process with ``os._exit`` (the only way to stop a query inside pyoxigraph); the supervisor
 forks a replacement at once. A serving process that dies for any other reason
 (killed, out of memory) loses only the one request it had, and is replaced too.
 
@@ -35,6 +35,7 @@ Access-log lines (JSON, see ``hardening``) go to stderr with the server's own lo
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import mmap
 import os
@@ -177,8 +178,8 @@ class ServingProcess(SyncWorker):
         finally:
             _board.set(self.slot, 0.0)
         if process_doomed():
-            # The answer (503) is written and the connection closed; the query thread still runs in
-            # pyoxigraph and only the end of the process stops it. The supervisor forks a new one.
+            # A query outlived its limit here (the watchdog answered 503 and ends the process
+            # itself; this is a backstop). The supervisor forks a new one.
             self.log.warning("process %s ends: a query outlived its time limit here", os.getpid())
             logging.shutdown()
             os._exit(EXIT_DOOMED)
@@ -286,6 +287,10 @@ def _warm_up(worker: ServingProcess) -> None:
         all_tags(snap)
     except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
         worker.log.info("warm-up skipped: %s", e)
+    # Everything made so far (the app, templates, the snapshot) lives as long as the process:
+    # out of the collector's sight, a request's garbage collections no longer walk it.
+    gc.collect()
+    gc.freeze()
 
 
 class Supervisor(Arbiter):

@@ -58,7 +58,7 @@ def head_pages_store(corpus_dir, iris, tmp_path_factory) -> Path:
     from conftest import HEAD_COMMIT
 
     path = tmp_path_factory.mktemp("store-head-pages")
-    build(FolderSource(corpus_dir, commit=HEAD_COMMIT), path, iris, pages=True)
+    build(FolderSource(corpus_dir, commit=HEAD_COMMIT), path, iris, pages=page_data.write)
     return path
 
 
@@ -87,15 +87,15 @@ def test_incremental_builds_store_what_a_full_build_stores(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "entities", corpus / "entities")
     store = tmp_path / "store"
-    build(FolderSource(corpus), store, IRIS, workers=1, pages=True)
+    build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write)
     before = rows(store)
     assert CAMP not in _backlinks(before["org-big-brother-watch"]["sections"])
 
     def rebuild(label: str) -> dict[str, dict]:
-        inc = build(FolderSource(corpus), store, IRIS, workers=1, pages=True)
+        inc = build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write)
         assert inc.incremental
         full_store = tmp_path / f"full-{label}"
-        build(FolderSource(corpus), full_store, IRIS, workers=1, full=True, pages=True)
+        build(FolderSource(corpus), full_store, IRIS, workers=1, full=True, pages=page_data.write)
         got, want = rows(store), rows(full_store)
         assert got.keys() == want.keys()
         assert [e for e in got if got[e] != want[e]] == [], f"{label}: incremental rows differ from a full build's"
@@ -127,7 +127,7 @@ def test_pages_without_stored_rows_are_made_from_the_store(sample_build, tmp_pat
     build, a remote store) makes the same pages from the store."""
     assert not (sample_build.store_path / page_data.FILE).exists()
     store = tmp_path / "store"
-    build(FolderSource(ROOT, repository=""), store, IRIS, workers=1, pages=True)
+    build(FolderSource(ROOT, repository=""), store, IRIS, workers=1, pages=page_data.write)
     assert (current_build(store) / page_data.FILE).is_file()
     ids = [CAMP, "org-edri", "person-hamid-khan"]
     assert responses(store, ids, True, monkeypatch) == responses(store, ids, False, monkeypatch)

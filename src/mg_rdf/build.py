@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
+from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, Store, parse
 
 from . import manifest, pins
 from .analysis import Analysis, Progress, _Timer, analyse
@@ -107,14 +108,15 @@ class PinLoad:
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
           workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
-          progress: Progress | None = None, pages: bool = False) -> BuildResult:
+          progress: Progress | None = None, pages: PageWriter | None = None) -> BuildResult:
     """Build ``source`` into a new store at ``store_path`` and swap it in when complete.
 
     When the store already holds a build of the same corpus made by the same code,
     only files whose content changed are read again, only what they touch is
     validated again, and the new store is the previous one (a hard-linked copy)
-    with those files' graphs replaced. ``full=True`` rebuilds everything. ``pages=True`` also
-    precomputes every entity page and data document (web/page_data.py; costly: see DESIGN.md).
+    with those files' graphs replaced. ``full=True`` rebuilds everything. ``pages``: a writer of
+    precomputed entity pages and data documents into each database's directory (the web
+    layer's ``page_data.write``, given by ``mg-rdf build --pages``; costly: see DESIGN.md).
     """
     t0 = time.perf_counter()
     prev_dir = current_build(store_path) if store_path.is_dir() else None
@@ -191,7 +193,7 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
 def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
              title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
-             pages: bool = False) -> PinLoad:
+             pages: PageWriter | None = None) -> PinLoad:
     """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
     with the changed files' graphs replaced when its manifest fits, else a full load."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -253,9 +255,9 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 store.extend(meta)   # a few thousand quads: a transaction beats a bulk load's SST files
             else:
                 writer.load(meta)
-        if pages:
+        if pages is not None:
             with timer("pages"):
-                _write_pages(store, writer, a, iris, previous_dir, previous, fresh_ids)
+                _write_pages(pages, store, writer, a, iris, previous_dir, previous, fresh_ids)
     finally:
         for pending in started_shacl:
             pending.cancel()
@@ -264,19 +266,26 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
 
 
-def _write_pages(store, writer: StoreWriter, a: Analysis, iris: DataIris, previous_dir: Path | None,
-                 previous: dict[str, dict] | None, fresh_ids: set[str]) -> None:
-    """Entity pages and data documents made once per build (web/page_data.py), into the database's
-    directory: from the previous build's, redoing what the rewritten graphs touch, when incremental."""
-    from .web import page_data   # the web layer's page model; only its writer runs here
+class PageWriter(Protocol):
+    """Writes what pages need into a complete database's directory (``web.page_data.write``):
+    everything, or, given the database it was copied from and the graphs this build rewrote,
+    only what those touch. The build calls it and knows nothing of pages."""
 
+    def __call__(self, store: Store, directory: Path, iris: DataIris, previous_dir: Path | None = None,
+                 changed_graphs: set[str] | None = None) -> Any: ...
+
+
+def _write_pages(write: PageWriter, store, writer: StoreWriter, a: Analysis, iris: DataIris,
+                 previous_dir: Path | None, previous: dict[str, dict] | None, fresh_ids: set[str]) -> None:
+    """Pages made once per build into the database's directory: all of them, or from the
+    previous build's, redoing what the rewritten graphs touch, when incremental."""
     if previous is None or previous_dir is None:
-        page_data.write(store, writer.directory, iris)
+        write(store, writer.directory, iris)
         return
     changed = {iris.graph(eid) for eid in fresh_ids} | {g.value for g in _graphs_to_replace(previous, a, iris)}
     changed |= {g.value for g in a.audits.drop} | {q.graph_name.value for q in a.audits.statements()
                                                    if isinstance(q.graph_name, NamedNode)}
-    page_data.write(store, writer.directory, iris, previous_dir, changed)
+    write(store, writer.directory, iris, previous_dir, changed)
 
 
 def _meta_graphs(iris: DataIris) -> list[NamedNode]:

@@ -191,7 +191,7 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
                                   progress=_progress_bar())
         else:
             result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
-                           progress=_progress_bar(), pages=pages)
+                           progress=_progress_bar(), pages=_page_writer(pages))
     except BuildRefused as e:
         _report(e.analysis.sorted_problems(), None if show_all else 50)
         raise click.ClickException(str(e)) from None
@@ -206,6 +206,15 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
     click.echo(f"built {result.store_path} ({how}): " + _summary(a, result.triples, result.wall))
 
 
+def _page_writer(pages: bool):
+    """``--pages``: the web layer's writer of precomputed pages, which the build calls per database."""
+    if not pages:
+        return None
+    from .web.page_data import write
+
+    return write
+
+
 def _build_pins(source, revs, current_rev, repository, strict, full, workers, show_all, store, base,
                 pages) -> None:
     from .pin_build import build_pins
@@ -215,7 +224,7 @@ def _build_pins(source, revs, current_rev, repository, strict, full, workers, sh
     try:
         result = build_pins(source, revs, store, DataIris(base), current=current_rev, strict=strict,
                             workers=workers, full=full, progress=_progress_bar(), repository=repository,
-                            pages=pages)
+                            pages=_page_writer(pages))
     except BuildRefused as e:
         _report(e.analysis.sorted_problems(), None if show_all else 50)
         raise click.ClickException(str(e)) from None

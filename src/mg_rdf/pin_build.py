@@ -27,7 +27,7 @@ from pyoxigraph import Literal, NamedNode, Quad, Store
 
 from . import diff as diff_module, manifest, pins
 from .assembly import entity_graphs
-from .build import (BuildResult, PinLoad, Progress, blobs_of_build, load_pin, previous_build_for)
+from .build import (BuildResult, PageWriter, PinLoad, Progress, blobs_of_build, load_pin, previous_build_for)
 from .dataset import CORPUS_TITLE
 from .diff import Diff, EntityState, PinRef, compare, content_from_quads, content_of_store, diff_iri, save
 from .diff import load as load_diff
@@ -51,7 +51,7 @@ class PinsResult(BuildResult):
 def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris, *, current: str | None = None,
                strict: bool = False, workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
                progress: Progress | None = None, repository: str = DEFAULT_REPOSITORY,
-               pages: bool = False) -> PinsResult:
+               pages: PageWriter | None = None) -> PinsResult:
     """Build each revision of the git repository or bundle at ``location`` as a pin of one store.
 
     ``current`` (default: the last of ``revs``) is the pin ``STORE/current`` serves."""
@@ -105,10 +105,9 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
         current_ids = set(loads[current_key].analysis.index.by_id)
         renames = _renames([d for d in diffs if d.new.key in up_to_current], current_ids)
         nb.load(_renames_graph(renames, diffs, up_to_current, iris))
-        if pages:
+        if pages is not None:
             # the renames graph came after the current pin's precomputed pages: redo the documents it is in
-            from .web import page_data
-            page_data.write(nb.main.store, nb.main.directory, iris, nb.main.directory, set())
+            pages(nb.main.store, nb.main.directory, iris, nb.main.directory, set())
         infos = [pins.PinInfo(refs[k].name, k, refs[k].commit, refs[k].date,
                               nb.build_id if k == current_key else f"{nb.build_id}.pins/{k}", k == current_key,
                               len(loads[k].analysis.index.by_id), loads[k].triples,

@@ -243,3 +243,28 @@ def test_a_forked_worker_does_not_keep_the_build_lock(tmp_path):
         assert time.monotonic() - t0 < 1, "the forked worker still held the lock"
     finally:
         os.waitpid(pid, 0)
+
+
+def test_serve_without_a_store_builds_the_sample_first_outside_the_supervisor(tmp_path):
+    """README's first command: `mg-rdf serve` on an empty store builds the bundled sample. The build
+    runs in a new interpreter, so the supervisor that forks the serving processes never ran RocksDB."""
+    import requests
+
+    from live_server import start_server
+
+    store = tmp_path / "store"
+    server = start_server(store, "--processes", "1", timeout=120)
+    try:
+        log = server.log.read_text()
+        assert "building the bundled sample corpus first" in log
+        assert f"built {store}/builds/" in log
+        r = requests.get(server.url + "/sparql", params={"query": "SELECT (COUNT(*) AS ?n) WHERE { ?g mg:describes ?e }"},
+                         headers={"Accept": "application/sparql-results+json"}, timeout=30)
+        assert r.status_code == 200
+        n = int(r.json()["results"]["bindings"][0]["n"]["value"])
+        assert n == len(list((Path(__file__).parents[1] / "entities").glob("*/*.md")))
+        assert current_build(store) is not None
+        threads = [(p / "comm").read_text().strip() for p in Path(f"/proc/{server.process.pid}/task").iterdir()]
+        assert not [t for t in threads if t.startswith("rocksdb")], threads   # it never opened a store
+    finally:
+        server.stop()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from .build import build
-from .cli import _open, _summary, base_option, main, store_option
+from .cli import base_option, main, store_option
 from .problems import MgRdfError
 from .reconcile import DEFAULT_BATCH, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from .store import open_read_only
@@ -54,20 +53,28 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
             raise click.UsageError("--watch builds into a local store, not a remote one")
         click.echo(f"building {watch_dir} into {store} (then watching it for changes)")
         _watch_in_own_process(watch_dir, store, base)
-    try:
-        if not isinstance(store, str) and current_build(store) is None:
-            click.echo(f"no store at {store}: building the bundled sample corpus first")
-            src, title = _open(None, None, None, "")
-            result = build(src, store, DataIris(base), title=title)
-            click.echo(f"built {result.store_path}: " + _summary(result.analysis, result.triples, result.wall))
-    except MgRdfError as e:
-        raise click.ClickException(str(e)) from None
+    if not isinstance(store, str) and current_build(store) is None:
+        click.echo(f"no store at {store}: building the bundled sample corpus first")
+        _build_sample_in_own_process(store, base)
     if threads is not None or query_workers is not None:
         click.echo("note: --threads and --query-workers are ignored: every serving process answers one request "
                    "at a time and runs its own queries (see --processes)", err=True)
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
            "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
           host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
+
+
+def _build_sample_in_own_process(store: Path, base: str) -> None:
+    """``mg-rdf build`` of the bundled sample in a new interpreter, for the reason below: the
+    supervisor forks the serving processes, and RocksDB's threads of a build in this process
+    would not survive that fork."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "from mg_rdf.cli import main; main()", "build", "--store",
+                           str(store), "--base", base], check=False)
+    if done.returncode != 0:
+        raise click.ClickException(f"the sample corpus could not be built into {store} (see above)")
 
 
 def _watch_in_own_process(watch_dir: Path, store: Path, base: str) -> None:

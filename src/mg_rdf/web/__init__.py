@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for module in (sparql, entities, pages, query_page, docs, dumps, api, health, releases, federation):
         app.register_blueprint(module.bp)
+    app.wsgi_app = sparql.PlainQueries(app, app.wsgi_app)   # type: ignore[method-assign]
     hardening.install(app)   # limits, request ids, security headers, access log (see hardening)
 
     @app.context_processor

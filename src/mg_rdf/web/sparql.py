@@ -56,8 +56,10 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import unquote_plus
 
 from flask import Blueprint, Response, current_app, redirect, render_template_string, request, url_for
+from werkzeug.wsgi import get_current_url
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple, serialize
 
 from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
@@ -65,7 +67,8 @@ from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
 from .answer_cache import AnswerCache
 from ..remote import is_remote
-from .state import query_location
+from ..problems import MgRdfError
+from .state import StoreHandle, query_location
 from . import current_snapshot
 from .query_service import (InProcessRunner, PoolBusy, QueryAnswer, QueryJob, QueryPool, QueryTimeout, WorkerLost,
                             shared_pool)
@@ -122,8 +125,8 @@ def _setup(state) -> None:
 
 @bp.after_request
 def _cors(response: Response) -> Response:
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+    for name, value in _CORS:
+        response.headers[name] = value
     return response
 
 
@@ -142,6 +145,80 @@ def endpoint() -> Response:
         return _answer(req)
     except ProtocolError as e:
         return Response(e.message + "\n", e.status, headers=e.headers, content_type=TEXT)
+
+
+class PlainQueries:
+    """WSGI: the /sparql requests most clients send, answered without Flask's request machinery.
+
+    ``POST`` with an ``application/sparql-query`` body and no parameters, or ``GET`` with
+    ``query=`` as the only parameter; a SELECT/ASK/CONSTRUCT/DESCRIBE; an ``Accept`` header
+    (and root URL) this process has negotiated before; no conditional or range headers; a
+    local store. For those, Flask's request context, routing, request and response objects
+    were a fifth to a third of a small query's time. The answer is made by the same code as
+    the endpoint's (``_run``: cache, time limit, cap, SERVICE policy; ``_ok_headers``), and
+    it is the same answer (``tests/test_sparql_plain.py`` compares them). Anything else —
+    errors included, which the endpoint then answers — goes to Flask unchanged. It sits
+    inside the request guard (limits, request id, security headers, access log)."""
+
+    CONDITIONAL = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE",
+                   "HTTP_RANGE", "HTTP_IF_RANGE")
+
+    def __init__(self, app: Any, wsgi_app: Callable[..., Any]):
+        self.app, self.wsgi_app = app, wsgi_app
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == "/sparql" and self.app.config.get("SPARQL_PLAIN_PATH", True):
+            answered = self._answer(environ, start_response)
+            if answered is not None:
+                return answered
+        return self.wsgi_app(environ, start_response)
+
+    def _answer(self, environ: dict, start_response: Callable[..., Any]) -> list[bytes] | None:
+        if DECIDED in environ or any(h in environ for h in self.CONDITIONAL):
+            return None
+        query = self._query(environ)
+        if query is None or not query.strip():
+            return None
+        form = query_form(query)
+        formats = _negotiated.get((environ.get("HTTP_ACCEPT", ""), form))
+        link = _links.get(_root_url(environ))
+        if form not in ("SELECT", "ASK", "CONSTRUCT", "DESCRIBE") or formats is None or link is None:
+            return None   # Flask negotiates (and remembers) it, or answers 403/406
+        solutions, graph = formats
+        if (solutions if form in ("SELECT", "ASK") else graph) is None:
+            return None
+        handle = self.app.extensions["mg_rdf.store"]
+        if not isinstance(handle, StoreHandle):
+            return None
+        try:
+            snap = handle.current()
+            answer, hit = _run(self.app, environ, snap, QueryRequest(query, None, None, None, None), solutions,
+                               graph, link, _fresh(environ.get("HTTP_CACHE_CONTROL", "")))
+        except (ProtocolError, MgRdfError):
+            return None   # the endpoint makes every answer that is not a 200
+        start_response("200 OK", _ok_headers(answer, self.app.config, link, hit) + _CORS)
+        return [answer.body]
+
+    @staticmethod
+    def _query(environ: dict) -> str | None:
+        method = environ.get("REQUEST_METHOD")
+        try:
+            if method == "GET":
+                qs = environ.get("QUERY_STRING", "")
+                if not qs.startswith("query=") or "&" in qs:
+                    return None
+                return unquote_plus(qs[6:], encoding="utf-8", errors="strict")
+            if (method != "POST" or environ.get("QUERY_STRING") or environ.get("CONTENT_TYPE") != "application/sparql-query"
+                    or not environ.get("CONTENT_LENGTH", "").isdigit()):
+                return None
+            body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+            environ["wsgi.input"] = io.BytesIO(body)   # read again by Flask if it answers after all
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+
+_CORS = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", EXPOSED_HEADERS)]
 
 
 @bp.get("/sparql/limits")
@@ -264,7 +341,6 @@ _FORMATS_HELP = ("SELECT and ASK answers: json, xml, csv, tsv (application/sparq
 
 
 def _answer(req: QueryRequest) -> Response:
-    cfg = current_app.config
     form = query_form(req.query)
     if form in UPDATE_WORDS:
         raise ProtocolError(403, READ_ONLY)
@@ -272,6 +348,22 @@ def _answer(req: QueryRequest) -> Response:
     needed = solutions if form in ("SELECT", "ASK") else graph if form in ("CONSTRUCT", "DESCRIBE") else True
     if needed is None or (solutions is None and graph is None):
         raise ProtocolError(406, f"No acceptable format for the answer of this {form or 'query'}. " + _FORMATS_HELP)
+    link = _limits_link()
+    answer, hit = _run(current_app._get_current_object(), request.environ, current_snapshot(), req, solutions, graph,
+                       link, _fresh(request.headers.get("Cache-Control", "")))
+    return _ok_response(answer, current_app.config, link, hit)
+
+
+def _fresh(cache_control: str) -> bool:
+    """The client asks for an answer not taken from the cache."""
+    return "no-cache" in cache_control or "no-store" in cache_control
+
+
+def _run(app: Any, environ: dict, snap: Any, req: QueryRequest, solutions: Representation | None,
+         graph: Representation | None, link: str, fresh: bool) -> tuple[QueryAnswer, bool]:
+    """The answer to ``req`` in the negotiated formats, from the answer cache or evaluated, and
+    whether it came from the cache; a ProtocolError for every answer that is not a 200."""
+    cfg = app.config
     build = _current_build(cfg["STORE_PATH"])
     if req.pin:   # the pin's own Oxigraph directory: the workers open it like any build
         from .releases import pin_directory
@@ -282,25 +374,22 @@ def _answer(req: QueryRequest) -> Response:
         build = str(found[1])
     limit = float(cfg["QUERY_TIMEOUT"])
     timeout = min(req.timeout, limit) if req.timeout else limit
-    link = _limits_link()
     job = QueryJob(build, req.query, solutions.key if solutions else None, graph.key if graph else None,
                    int(cfg["MAX_RESULTS"]), req.default_graph, req.named_graphs, link,
                    list(cfg["SERVICE_ALLOWLIST"]), cfg.get("SERVICE_MAX_RESULTS"))
-    cache: AnswerCache = current_app.extensions.setdefault("mg_rdf.answer_cache", AnswerCache())
+    cache: AnswerCache = app.extensions.setdefault("mg_rdf.answer_cache", AnswerCache())
     cacheable = "service" not in req.query.lower()
-    key = (build, current_snapshot().version, req.query, job.solutions_format, job.graph_format, job.max_results,
+    key = (build, snap.version, req.query, job.solutions_format, job.graph_format, job.max_results,
            tuple(req.default_graph or ()), tuple(req.named_graphs or ()), req.default_graph is None,
            req.named_graphs is None)
-    fresh = "no-cache" in request.headers.get("Cache-Control", "") or "no-store" in request.headers.get(
-        "Cache-Control", "")
     answer = cache.get(key) if cacheable and not fresh else None
     if answer is not None:
-        return _ok_response(answer, cfg, link, hit=True)
-    pool: QueryPool | InProcessRunner = current_app.extensions["mg_rdf.query_pool"]
+        return answer, True
+    pool: QueryPool | InProcessRunner = app.extensions["mg_rdf.query_pool"]
     try:
         if isinstance(pool, InProcessRunner):
             stopped = _stopped(QueryTimeout(timeout, remote=bool(job.service_allowlist) and not cacheable), link)
-            answer = pool.run(job, timeout, _open_store_of(build, req.pin), _answer_later(stopped))
+            answer = pool.run(job, timeout, _open_store_of(snap, build, req.pin), _answer_later(app, environ, stopped))
         else:
             answer = pool.run(job, timeout)
     except QueryTimeout as e:
@@ -319,12 +408,12 @@ def _answer(req: QueryRequest) -> Response:
         raise ProtocolError(500, f"The query failed: {answer.message}")
     if cacheable:
         cache.put(key, answer, len(answer.body) + len(req.query))
-    return _ok_response(answer, cfg, link, hit=False)
+    return answer, False
 
 
 def _limits_link() -> str:
     """The absolute URL of /sparql/limits for this request's host and root (made once for each)."""
-    key = request.root_url
+    key = _root_url(request.environ)
     link = _links.get(key)
     if link is None:
         link = url_for("sparql.limits", _external=True)
@@ -337,6 +426,10 @@ def _limits_link() -> str:
 _links: dict[str, str] = {}
 
 
+def _root_url(environ: dict) -> str:
+    return get_current_url(environ, root_only=True)
+
+
 def _stopped(e: QueryTimeout, link: str) -> ProtocolError:
     return ProtocolError(503, f"Query stopped: {e}. Ask a narrower question (LIMIT, fewer joins) or see {link}.",
                          {"MG-RDF-Time-Limit": f"{e.limit:g}"})
@@ -345,16 +438,15 @@ def _stopped(e: QueryTimeout, link: str) -> ProtocolError:
 DECIDED = "mg_rdf.sparql_decided"   # WSGI environ key: the answer is this ProtocolError (see _answer_later)
 
 
-def _answer_later(error: ProtocolError) -> Callable[[], None] | None:
+def _answer_later(app: Any, environ: dict, error: ProtocolError) -> Callable[[], None] | None:
     """What the serving process's watchdog does when this request's query outlives its limit:
     answer ``error`` on the client's connection (the request thread is still inside pyoxigraph).
     The answer is made by the whole app — this endpoint, CORS, the request guard's headers and
     access log — from a copy of the request that carries the decision, so it is the same answer
     as any other 503 of this endpoint; then the watchdog ends the process."""
-    sock = request.environ.get("gunicorn.socket")
+    sock = environ.get("gunicorn.socket")
     if sock is None:
         return None
-    app, environ = current_app._get_current_object(), request.environ
 
     def write() -> None:
         env = dict(environ, **{DECIDED: error, "wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0"})
@@ -380,12 +472,11 @@ def _answer_later(error: ProtocolError) -> Callable[[], None] | None:
     return write
 
 
-def _open_store_of(build: str, pin: str | None) -> Any:
+def _open_store_of(snap: Any, build: str, pin: str | None) -> Any:
     """The current snapshot's open store when ``build`` is its directory (a serving process then
     keeps one store open per build, not two), else None (the runner opens ``build`` itself)."""
     if pin:
         return None
-    snap = current_snapshot()
     if snap.store_root is None and os.path.basename(build) == snap.build_dir.name and not is_remote(build):
         return snap.store
     return None
@@ -393,17 +484,21 @@ def _open_store_of(build: str, pin: str | None) -> Any:
 
 def _ok_response(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> Response:
     """A 200 with the answer (or a 304 when the client has these bytes: ETag is their hash)."""
-    rep = _representation(answer.format, answer.kind)
-    response = Response(answer.body, 200, content_type=rep.content_type)
-    response.headers["Vary"] = "Accept"
-    response.headers["Server-Timing"] = f"query;dur={0 if hit else answer.seconds * 1000:.1f}"
-    response.headers["MG-RDF-Cache"] = "hit" if hit else "miss"
-    response.set_etag(hashlib.sha1(answer.body).hexdigest()[:20])
-    if answer.truncated:
-        response.headers["MG-RDF-Truncated"] = "true"
-        response.headers["MG-RDF-Result-Limit"] = str(cfg["MAX_RESULTS"])
-        response.headers["Link"] = f'<{link}>; rel="describedby"'
+    response = Response(answer.body, 200, headers=_ok_headers(answer, cfg, link, hit))
     return response.make_conditional(request)
+
+
+def _ok_headers(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> list[tuple[str, str]]:
+    """The headers of a 200 with ``answer`` (CORS is added with every answer of this blueprint)."""
+    rep = _representation(answer.format, answer.kind)
+    headers = [("Content-Type", rep.content_type), ("Content-Length", str(len(answer.body))), ("Vary", "Accept"),
+               ("Server-Timing", f"query;dur={0 if hit else answer.seconds * 1000:.1f}"),
+               ("MG-RDF-Cache", "hit" if hit else "miss"),
+               ("ETag", f'"{hashlib.sha1(answer.body).hexdigest()[:20]}"')]
+    if answer.truncated:
+        headers += [("MG-RDF-Truncated", "true"), ("MG-RDF-Result-Limit", str(cfg["MAX_RESULTS"])),
+                    ("Link", f'<{link}>; rel="describedby"')]
+    return headers
 
 
 def _current_build(store_path) -> str:

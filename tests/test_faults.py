@@ -192,11 +192,13 @@ def test_more_slow_queries_than_processes_do_not_stop_fast_queries_or_pages(samp
 # --- graceful shutdown -------------------------------------------------------------
 
 def connection_refused(url: str) -> bool:
+    """No new connection is taken: refused, or reset (a connect that raced the shutdown of the
+    listening socket sat in its backlog, and the kernel resets it when the socket closes)."""
     host, port = url.removeprefix("http://").split(":")
     try:
         socket.create_connection((host, int(port)), timeout=2).close()
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
 
 

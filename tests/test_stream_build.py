@@ -102,14 +102,15 @@ def test_an_incremental_build_after_a_streamed_one_equals_a_full_build(corpus_di
     corpus = tmp_path / "x1"
     multiply(corpus_dir, corpus, 1)
     store = tmp_path / "store"
-    first = build(FolderSource(corpus), store, iris)
-    assert first.analysis.seconds.get("stream") is not None   # a full build streams by default
+    first = build(FolderSource(corpus), store, iris, stream=True)
+    assert first.analysis.seconds.get("stream") is not None
     edited = sorted((corpus / "entities" / "organizations").glob("*.md"))[3]
     edited.write_text(edited.read_text().replace("\nname: ", "\nname: Edited ", 1))
     os.utime(edited, ns=(1, 1))   # a stat the previous build never saw
     inc = build(FolderSource(corpus), store, iris)
     assert inc.incremental and inc.rebuilt < 50
-    full = build(FolderSource(corpus), tmp_path / "store-full", iris, full=True)
+    full = build(FolderSource(corpus), tmp_path / "store-full", iris, full=True)   # 828 files: in memory
+    assert full.analysis.seconds.get("stream") is None
 
     def dump(path: Path) -> bytes:
         s = Store.read_only(str(path))
@@ -129,6 +130,16 @@ def test_a_failing_worker_leaves_the_previous_store_serving(tmp_path, iris, monk
     before = build(FolderSource(corpus), store, iris).store_path
     monkeypatch.setattr(stream, "map_entity", _explode)   # the forked workers inherit it
     with pytest.raises(RuntimeError, match="a worker failed"):
-        build(FolderSource(corpus), store, iris, full=True)
+        build(FolderSource(corpus), store, iris, stream=True)
     assert current_build(store) == before
     assert len(Store.read_only(str(before))) > 0
+
+
+def test_only_a_large_corpus_streams_by_default(tmp_path, monkeypatch):
+    files = {f"entities/organizations/org-{i}.md": _fm(f"org-{i}", "organization") for i in range(5)}
+    corpus = make_corpus(tmp_path / "c", files)
+    assert not stream.worth_streaming(FolderSource(corpus))
+    monkeypatch.setattr(stream, "STREAM_FROM", 5)
+    assert stream.worth_streaming(FolderSource(corpus))
+    r = build(FolderSource(corpus), tmp_path / "store", DataIris())
+    assert r.analysis.seconds.get("stream") is not None and len(r.analysis.index.by_id) == 5

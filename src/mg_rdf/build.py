@@ -115,15 +115,15 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     validated again, and the new store is the previous one (a hard-linked copy)
     with those files' graphs replaced. ``full=True`` rebuilds everything. ``pages=True`` also
     precomputes every entity page and data document (web/page_data.py; costly: see DESIGN.md).
-    A full build streams (stream.py) unless ``stream=False``; ``stream=True`` insists on it
-    even when the previous build's manifest would allow an incremental one.
+    A full build of a large corpus streams (stream.py: from ``stream.STREAM_FROM`` files);
+    ``stream=False`` never streams, ``stream=True`` always does, and makes the build a full one.
     """
     t0 = time.perf_counter()
     prev_dir = current_build(store_path) if store_path.is_dir() else None
     with new_build(store_path) as nb:
         pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
                        strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
-                       pages=pages, stream=stream is not False)
+                       pages=pages, stream=stream)
         path = nb.commit(on_complete=lambda final: manifest.write(
             manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(),
             with_stats(pin.analysis.audits.entries, source)),
@@ -194,15 +194,20 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
 def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
              title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
-             pages: bool = False, stream: bool = False) -> PinLoad:
+             pages: bool = False, stream: bool | None = False) -> PinLoad:
     """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
     with the changed files' graphs replaced when its manifest fits, else a full load (streamed
-    through worker processes with ``stream``: stream.py)."""
+    through worker processes with ``stream``, or with ``stream=None`` when the corpus is large:
+    stream.py)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     fp = manifest.fingerprint(iris, source.provenance)
     whole = None if full or previous_dir is None else manifest.read_all(manifest.manifest_path(previous_dir), fp)
     previous = None if whole is None else whole["entities"]
+    if previous is None and stream is None:
+        from .stream import worth_streaming
+
+        stream = worth_streaming(source)
     if previous is None and stream:
         return _stream_pin(writer, keep_source, source, iris, fp, started, t0, strict=strict, workers=workers,
                            title=title, progress=progress, pages=pages)

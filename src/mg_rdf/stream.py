@@ -57,6 +57,7 @@ from .vocab import MG, DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool
 
+STREAM_FROM = 2000  # entity files from which a full build streams (below: analysis.py in memory)
 CHUNK_FILES = 250   # files per worker job: big enough for pyshacl's fixed costs, small for memory
 IN_FLIGHT = 3       # jobs queued per worker (bounds the bytes waiting in the main process)
 
@@ -111,6 +112,13 @@ def _lean_rdflib() -> None:
     import rdflib.store
 
     rdflib.store.TripleAddedEvent = lambda **kwargs: None   # type: ignore[assignment,misc]
+
+
+def worth_streaming(source: CorpusSource) -> bool:
+    """Whether a full build of ``source`` should stream: from ``STREAM_FROM`` entity files. On the
+    real corpus (828 files) the in-memory build is as fast and its audits overlap more; memory
+    only matters from a few thousand files on (see docs/DESIGN.md)."""
+    return len(_predicted_types(source)) >= STREAM_FROM
 
 
 def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:

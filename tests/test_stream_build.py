@@ -94,6 +94,7 @@ def test_wrong_predictions_are_validated_again(tmp_path, iris, monkeypatch):
     streamed, in_memory = _both(corpus, tmp_path, iris)
     _same(streamed, in_memory)
     assert streamed[0].analysis.seconds["rechecked"] >= 2   # camp-one, and the chunks holding org-dup
+    assert streamed[0].analysis.seconds["regraphed"] >= 2   # camp-one (org-real, org-renamed), org-dup
     rules = {p.rule for p in streamed[0].analysis.problems}
     assert {"duplicate-id", "filename-id", "reference-type", "dangling-reference"} <= rules
 

@@ -45,7 +45,7 @@ from rdflib.namespace import RDF
 
 from . import schema
 from .analysis import Analysis, Progress, _Timer
-from .assembly import entity_graphs
+from .assembly import entity_triples
 from .audit_cache import PendingAudits
 from .integrity import CorpusIndex, check
 from .mapping import MappedEntity, map_entity
@@ -74,7 +74,7 @@ class _Chunk:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-# (base IRI, predicted types by id, keep_source): set before the workers fork, inherited
+# (base IRI, predicted types by id, keep_source, provenance): set before the workers fork, inherited
 _JOB: tuple | None = None
 
 
@@ -124,7 +124,7 @@ def worth_streaming(source: CorpusSource) -> bool:
 def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     assert _JOB is not None
     _lean_rdflib()
-    base, predicted, keep_source = _JOB
+    base, predicted, keep_source, provenance = _JOB
     iris = DataIris(base)
     seconds = {"parse": 0.0, "map": 0.0, "validate": 0.0, "serialize": 0.0}
     out: list[tuple[str, MappedEntity | None, list[Problem]]] = []
@@ -148,8 +148,15 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     # N-Triples with the graph put before each line's final " .": an N-Triples line ends in
     # " .\n" and a newline inside a literal is escaped, so the replace touches line ends only
     # (3x faster than making a Quad object per triple)
-    nquads = b"".join(serialize(m.triples, format=RdfFormat.N_TRIPLES).replace(
-        b" .\n", f" <{iris.graph(m.id)}> .\n".encode()) for m in typed if m.triples)
+    # The whole entity graph: reverse links and mentions go to the ids the listing predicts
+    # (the main process checks that against the real index, see _to_regraph).
+    parts = []
+    for m in typed:
+        g = iris.graph(m.id)
+        triples = entity_triples(m, predicted, provenance, iris, NamedNode(g))
+        parts.append(serialize(triples, format=RdfFormat.N_TRIPLES).replace(b" .\n", f" <{g}> .\n".encode()))
+    nquads = b"".join(parts)
+    del parts
     seconds["serialize"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     shacl, assumed = _validate(typed, predicted, iris)
@@ -349,7 +356,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         return take(c)
 
     t_stream = time.perf_counter()
-    _JOB = (iris.base, predicted, keep_source)
+    _JOB = (iris.base, predicted, keep_source, source.provenance)
     try:
         feeder = files()
         first: deque[Future] = deque()
@@ -382,15 +389,17 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         audits = PendingAudits(source, a.index, iris, None)   # a forked process; never touches the store
         with timer("check"):
             again = _to_check_again(a.index, assumed, chunk_of, chunks)
-            duplicated = sorted({first_.id for first_, _ in a.index.duplicates})
-            fresh = _read_again(source, iris, again | {a.index.by_id[i].path for i in duplicated}) if (
-                again or duplicated) else {}
+            regraph = _to_regraph(a.index, predicted)
+            fresh = _read_again(source, iris, again | {a.index.by_id[i].path for i in regraph}) if (
+                again or regraph) else {}
         with timer("load"):
-            for eid in duplicated:   # the losing files were loaded into the winner's graph too
-                winner = a.index.by_id[eid]
+            for eid in sorted(regraph):
+                e = fresh[a.index.by_id[eid].path]
                 g = NamedNode(iris.graph(eid))
                 store.remove_graph(g)
-                store.extend(Quad(t.subject, t.predicate, t.object, g) for t in fresh[winner.path].triples)
+                store.extend(Quad(t.subject, t.predicate, t.object, g)
+                             for t in entity_triples(e, a.index, source.provenance, iris, g))
+        a.seconds["regraphed"] = len(regraph)
         t0 = time.perf_counter()
         winners = {e.path for e in a.index.by_id.values()}
         problems = [p for path, ps in shacl.items() if path in winners and path not in again for p in ps]
@@ -434,6 +443,21 @@ def _to_check_again(index: CorpusIndex, assumed: list[tuple[str, str, str | None
     return out
 
 
+def _to_regraph(index: CorpusIndex, predicted: dict[str, str]) -> set[str]:
+    """Ids of loaded entities whose graph as a worker wrote it is not the right one: it has a
+    reverse link or mention to an id the listing predicted wrongly (present or absent), or a
+    losing duplicate wrote into the same graph."""
+    out = {first.id for first, _ in index.duplicates}
+    by_id = index.by_id
+    for e in by_id.values():
+        for ref in (*e.references, *e.mentions):
+            t = ref.target_id
+            if t != e.id and (t in predicted) != (t in by_id):
+                out.add(e.id)
+                break
+    return out
+
+
 def _read_again(source: CorpusSource, iris: DataIris, paths: set[str]) -> dict[str, MappedEntity]:
     """The entities at ``paths`` read and mapped in full (rare: see ``_to_check_again``)."""
     out: dict[str, MappedEntity] = {}
@@ -451,14 +475,11 @@ def _read_again(source: CorpusSource, iris: DataIris, paths: set[str]) -> dict[s
 
 
 def _derived_quads(a: Analysis, source: CorpusSource, iris: DataIris) -> Iterator[Quad]:
-    """What the main process adds to the stated triples: each entity graph's reverse links,
-    mentions and provenance (``assembly.entity_graphs`` over summaries, which have no triples),
-    the tag scheme, the ontology and the shapes."""
+    """What the main process adds to the entity graphs the workers wrote: the tag scheme, the
+    ontology and the shapes."""
     from .assembly import vocabulary_graph
     from .build import _vocabularies
 
     assert a.index is not None
-    for eg in entity_graphs(a.index, source.provenance, iris):
-        yield from eg.quads
     yield from vocabulary_graph(a.index, iris)
     yield from _vocabularies()

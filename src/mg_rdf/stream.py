@@ -2,28 +2,32 @@
 worker processes while the main process bulk-loads what they return.
 
 Memory is what bounds a full build of a large corpus: holding every mapped entity's triples
-(pyoxigraph objects) and rdflib graphs for SHACL took ~1.8 GB for 8,280 entities. Here a
-worker turns a chunk of files into
+(pyoxigraph objects) and rdflib graphs for SHACL took ~1.8 GB for 8,280 entities. Here the
+main process reads the files (any source) and hands them out in chunks of ``CHUNK_FILES``; a
+worker turns a chunk into
 
-- the N-Quads bytes of what each file states (its entity graph without reverses, mentions
-  and provenance), which the main process feeds to ONE Oxigraph bulk load as they arrive;
+- the N-Quads bytes of each entity's whole graph (what its file states, the reverse of its
+  references, its mentions, the graph's provenance), which the main process feeds to ONE
+  Oxigraph bulk load as they arrive;
 - a small summary per entity (id, type, name, blob, references, mentions, tags: a
-  ``MappedEntity`` without triples, the same thing a build manifest keeps) and the problems
-  of reading and mapping it;
+  ``MappedEntity`` without triples, what a build manifest keeps) and the problems of reading
+  and mapping it;
 - the SHACL problems of its entities. The data graph of a chunk holds what its files state
   plus the ``rdf:type`` of every entity they reference, as the partitions of
-  ``validation.py`` do; referenced entities outside the chunk are typed by what a listing of
-  the corpus says before anything is parsed (file name = id, folder = type). The worker
-  records every such assumption, and once every file is read the main process checks them
-  against the real index: the entities whose assumptions were wrong (a dangling reference,
-  a file in the wrong folder, a duplicate id) are read and validated again with the real
-  index, so the results are those of the in-memory build.
+  ``validation.py`` do, and only the chunk's own entities are focus nodes.
 
-Then, from the summaries alone, the main process runs the whole-corpus checks and writes
-the rest of each entity graph (reverse links, mentions, provenance), the tag scheme, the
-ontology and shapes, and the audits (read meanwhile in a forked process). The graph and the
-problems are the same as ``analysis.analyse`` + ``build._all_quads`` give (tested on the
-real corpus and a multiplied one: tests/test_stream_build.py).
+Reverse links, mentions and the type of a referenced entity depend on the whole corpus; a
+worker takes them from a listing made before anything is parsed (file name = id, folder =
+type, first path wins, as in ``CorpusIndex``). Once every file is read, the main process
+checks those predictions against the real index (from the summaries): an entity graph with
+a reverse link or mention to an id predicted wrongly, or written into by a losing duplicate,
+is rewritten; an entity whose SHACL run saw a wrong type (or shared a chunk with a duplicate)
+is validated again. Both are rare (a file whose name or folder does not match its id), so
+the result is the in-memory build's at the cost of one pass. Then the main process runs the
+whole-corpus checks on the summaries and loads the tag scheme, ontology, shapes and audits
+(read meanwhile in a forked process). tests/test_stream_build.py checks that the dump, the
+problems and the manifest equal the in-memory build's (real corpus, a multiplied one cut
+into small chunks, a corpus whose layout misleads the listing).
 """
 
 from __future__ import annotations

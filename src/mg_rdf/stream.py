@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem
 from .reader import read_entity
 from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
-from .validation import ShaclOutcome, _problems, _shapes_graph, _to_rdflib, validate
+from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, _to_rdflib, validate
 from .vocab import MG, DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool
@@ -125,9 +126,16 @@ def worth_streaming(source: CorpusSource) -> bool:
     return len(_predicted_types(source)) >= STREAM_FROM
 
 
+def _started() -> None:
+    """The first job of every worker: nothing, so that the workers fork before the source starts
+    reading (a git source's `cat-file` pipes must not be inherited: git would wait for ever
+    for the end of its input, which a worker's copy of the pipe keeps open)."""
+
+
 def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     assert _JOB is not None
     _lean_rdflib()
+    cpu = time.process_time()
     base, predicted, keep_source, provenance = _JOB
     iris = DataIris(base)
     seconds = {"parse": 0.0, "map": 0.0, "validate": 0.0, "serialize": 0.0}
@@ -168,6 +176,8 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     for _, m, _ in out:   # what the main process keeps: a summary, as a build manifest has it
         if m is not None:
             m.triples, m.lines, m.problems, m.source_data = [], {}, [], b""
+    _IRI_CACHE.clear()   # validation's cache of rdflib IRIs: it would grow with every chunk
+    seconds["cpu workers"] = time.process_time() - cpu
     return _Chunk(out, nquads, shacl, assumed, seconds)
 
 
@@ -359,12 +369,13 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         a.seconds["wait"] += time.perf_counter() - t0
         return take(c)
 
-    t_stream = time.perf_counter()
+    t_stream, cpu_main = time.perf_counter(), _cpu()
     _JOB = (iris.base, predicted, keep_source, source.provenance)
     try:
+        pool = forked_pool(n_workers)   # forked at the first submit: before the source reads, the store opens
+        pool.submit(_started).result()
         feeder = files()
         first: deque[Future] = deque()
-        pool = forked_pool(n_workers)   # forked at the first submit, before the store opens
         for batch in feeder:
             first.append(pool.submit(_chunk_job, batch))
             if len(first) >= n_workers:
@@ -380,6 +391,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         pool.shutdown()
         pool = None
         a.seconds["stream"] = time.perf_counter() - t_stream
+        a.seconds["cpu main stream"] = _cpu() - cpu_main
         a.problems.extend(source.problems)
 
         with timer("check"):
@@ -423,6 +435,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
                 writer.load_nquads(a.audits.nquads)
             elif a.audits.quads:
                 writer.load(a.audits.quads)
+        a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
     finally:
         _JOB = None
         if pool is not None:
@@ -431,6 +444,12 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
             audits.cancel()
         a.cancel_audits()
     return a
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (Oxigraph's loader threads included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _to_check_again(index: CorpusIndex, assumed: list[tuple[str, str, str | None]],

@@ -109,10 +109,9 @@ def _predicted_types(source: CorpusSource) -> dict[str, str]:
     return out
 
 
-
 def _lean_rdflib() -> None:
     """In a worker process only: rdflib's ``Store.add`` makes an event object for every triple
-    added, for listeners no store here has (its dispatcher is empty): ~10% of a chunk's time.
+    added, for listeners no store here has (its dispatcher is empty): ~5% of a chunk's time.
     A worker is ours alone, so the event is not made there."""
     import rdflib.store
 

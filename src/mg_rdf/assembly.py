@@ -11,7 +11,7 @@ The default graph of the SPARQL endpoint is the union of all graphs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from pyoxigraph import Literal, NamedNode, Quad, Triple
@@ -46,20 +46,35 @@ def entity_graphs(index: CorpusIndex, provenance: Provenance, iris: DataIris,
     for entity_id in sorted(index.by_id if only is None else only & index.by_id.keys()):
         e = index.by_id[entity_id]
         g = NamedNode(iris.graph(e.id))
-        triples: list[Triple] = list(e.triples)
-        for ref in e.references:
-            if ref.target_id in index and ref.target_id != e.id:
-                rel = schema.RELATIONS[ref.prop]
-                triples.append(Triple(NamedNode(iris.entity(ref.target_id)), P(rel.inverse), e.iri))
-        for target_id in mention_targets(e, index):
-            target = NamedNode(iris.entity(target_id))
-            triples.append(Triple(e.iri, P("mentions"), target))
-            triples.append(Triple(target, P("mentionedBy"), e.iri))
-        triples.extend(_provenance(e, g, provenance))
+        triples = entity_triples(e, index, provenance, iris, g)
         yield EntityGraph(e, g, [Quad(t.subject, t.predicate, t.object, g) for t in triples])
 
 
-def mention_targets(e: MappedEntity, index: CorpusIndex) -> list[str]:
+def entity_triples(e: MappedEntity, exists: Container[str], provenance: Provenance, iris: DataIris,
+                   g: NamedNode) -> list[Triple]:
+    """What the graph ``g`` of entity ``e`` holds: its triples, the reverse of each reference and
+    its mentions (to the ids ``exists`` holds), and the graph's provenance."""
+    triples: list[Triple] = list(e.triples)
+    triples.extend(derived_triples(e, exists, iris))
+    triples.extend(_provenance(e, g, provenance))
+    return triples
+
+
+def derived_triples(e: MappedEntity, exists: Container[str], iris: DataIris) -> list[Triple]:
+    """The reverse of each of ``e``'s references and its mentions, to the ids ``exists`` holds."""
+    triples: list[Triple] = []
+    for ref in e.references:
+        if ref.target_id in exists and ref.target_id != e.id:
+            rel = schema.RELATIONS[ref.prop]
+            triples.append(Triple(NamedNode(iris.entity(ref.target_id)), P(rel.inverse), e.iri))
+    for target_id in mention_targets(e, exists):
+        target = NamedNode(iris.entity(target_id))
+        triples.append(Triple(e.iri, P("mentions"), target))
+        triples.append(Triple(target, P("mentionedBy"), e.iri))
+    return triples
+
+
+def mention_targets(e: MappedEntity, index: Container[str]) -> list[str]:
     """The entities ``e`` mentions: linked to, existing, not itself; each once, in link order."""
     out: list[str] = []
     for ref in e.mentions:

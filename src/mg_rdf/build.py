@@ -108,7 +108,8 @@ class PinLoad:
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
           workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
-          progress: Progress | None = None, pages: PageWriter | None = None) -> BuildResult:
+          progress: Progress | None = None, pages: PageWriter | None = None,
+          stream: bool | None = None) -> BuildResult:
     """Build ``source`` into a new store at ``store_path`` and swap it in when complete.
 
     When the store already holds a build of the same corpus made by the same code,
@@ -117,12 +118,15 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     with those files' graphs replaced. ``full=True`` rebuilds everything. ``pages``: a writer of
     precomputed entity pages and data documents into each database's directory (the web
     layer's ``page_data.write``, given by ``mg-rdf build --pages``; costly: see DESIGN.md).
+    A full build of a large corpus streams (stream.py: from ``stream.STREAM_FROM`` files);
+    ``stream=False`` never streams, ``stream=True`` always does, and makes the build a full one.
     """
     t0 = time.perf_counter()
     prev_dir = current_build(store_path) if store_path.is_dir() else None
     with new_build(store_path) as nb:
         pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
-                       strict=strict, workers=workers, title=title, full=full, progress=progress, pages=pages)
+                       strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
+                       pages=pages, stream=stream)
         path = nb.commit(on_complete=lambda final: manifest.write(
             manifest.manifest_path(final), pin.fingerprint, pin.manifest_entries(),
             with_stats(pin.analysis.audits.entries, source)),
@@ -193,14 +197,23 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
 def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
              title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
-             pages: PageWriter | None = None) -> PinLoad:
+             pages: PageWriter | None = None, stream: bool | None = False) -> PinLoad:
     """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
-    with the changed files' graphs replaced when its manifest fits, else a full load."""
+    with the changed files' graphs replaced when its manifest fits, else a full load (streamed
+    through worker processes with ``stream``, or with ``stream=None`` when the corpus is large:
+    stream.py)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     fp = manifest.fingerprint(iris, source.provenance)
     whole = None if full or previous_dir is None else manifest.read_all(manifest.manifest_path(previous_dir), fp)
     previous = None if whole is None else whole["entities"]
+    if previous is None and stream is None:
+        from .stream import worth_streaming
+
+        stream = worth_streaming(source)
+    if previous is None and stream:
+        return _stream_pin(writer, keep_source, source, iris, fp, started, t0, strict=strict, workers=workers,
+                           title=title, progress=progress, pages=pages)
     # SHACL runs in worker processes while this process reads the audits and loads the store.
     started_shacl: list[PendingValidation] = []
     a: Analysis | None = None
@@ -264,6 +277,32 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
         if a is not None:
             a.cancel_audits()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
+
+
+def _stream_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
+                iris: DataIris, fp: str, started: str, t0: float, *, strict: bool, workers: int | None,
+                title: str, progress: Progress | None, pages: PageWriter | None) -> PinLoad:
+    """A full load through stream.py: the same graph and problems, without every entity's
+    triples in memory at once."""
+    from .stream import analyse_and_load
+
+    a = analyse_and_load(source, iris, writer, keep_source, workers=workers, progress=progress)
+    assert a.index is not None and writer.store is not None
+    if strict and (a.violations or a.warnings):
+        raise BuildRefused(a)
+    timer = _Timer(a.seconds)
+    by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
+    with timer("load"):
+        triples = len(writer.store)
+        facts = DatasetFacts(source.provenance, title, by_type, triples, _input_date(a))
+        meta = dataset_graph(facts, iris)
+        meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
+        meta += sameas_quads(a.index, iris, LINKS_PATH)
+        writer.load(meta)
+    if pages is not None:
+        with timer("pages"):
+            _write_pages(pages, writer.store, writer, a, iris, None, None, set(a.index.by_id))
+    return PinLoad(a, triples, by_type, fp, None, len(a.index.by_id), time.perf_counter() - t0)
 
 
 class PageWriter(Protocol):

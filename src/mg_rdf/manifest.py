@@ -28,7 +28,7 @@ FORMAT = 2
 # invalidates every manifest.
 _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vocab.py", "assembly.py",
              "integrity.py", "validation.py", "dataset.py", "manifest.py", "build.py", "analysis.py", "audits.py",
-             "audit_cache.py", "wikidata_links.py")
+             "audit_cache.py", "wikidata_links.py", "stream.py")
 
 
 def manifest_path(build_dir: Path) -> Path:

@@ -404,15 +404,6 @@ class QueryPool:
 
 # --- in a serving process of `mg-rdf serve` ---
 
-_doomed = threading.Event()   # set when a query outlived its limit here: this process ends after the answer
-
-
-def process_doomed() -> bool:
-    """True once an in-process query has outlived its limit: the serving process must exit
-    (os._exit) as soon as the current answer is written; only that stops the query."""
-    return _doomed.is_set()
-
-
 WATCH_POLL = 0.05   # seconds between the watchdog's looks at the running query
 
 
@@ -467,7 +458,6 @@ class _Watchdog:
                 if armed is None or time.monotonic() < armed[0]:
                     continue
                 self._armed = None
-            _doomed.set()
             try:
                 if armed[1] is not None:
                     armed[1]()   # the 503, written to the client by the serving layer
@@ -496,8 +486,6 @@ class InProcessRunner:
         self._watchdog = _Watchdog()
         self._pid = 0
         self.opened: OrderedDict[str, Any] = OrderedDict()
-        self.killed = 0
-        self.started = 0
 
     @property
     def size(self) -> int:
@@ -507,14 +495,11 @@ class InProcessRunner:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self.opened = OrderedDict()   # stores opened before a fork are not this process's
-            self.started += 1
         self._watchdog.start()
 
     def run(self, job: QueryJob, timeout: float, store: Any = None, on_timeout: Any = None) -> QueryAnswer:
         """Answer ``job``, or at ``timeout`` seconds have the watchdog call ``on_timeout`` and end
         this process. ``store``: the open store of ``job.build_dir`` when the caller has it."""
-        if _doomed.is_set():
-            raise PoolBusy("this serving process is ending (a query outlived its limit here)")
         if self._pid != os.getpid():
             self.start()
         token = self._watchdog.arm(timeout, on_timeout)

@@ -54,13 +54,11 @@ from gunicorn.workers.sync import SyncWorker
 
 from . import create_app
 from .health import DRAINING
-from .query_service import process_doomed
 
 HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app refuses long values with 431
 POLL_SECONDS = 0.2           # how often the supervisor looks at the board and for stop signals
 GROW_AFTER = 0.5             # seconds a request may take before its process counts as held up
 RETIRE_AFTER = 30.0          # seconds extra processes are kept after the need for them passed
-EXIT_DOOMED = 0              # a process that ended after a query outlived its limit (expected: exit 0)
 
 
 def default_processes() -> int:
@@ -177,12 +175,6 @@ class ServingProcess(SyncWorker):
             self.handle(listener, _HeadersWithBody(client), addr)
         finally:
             _board.set(self.slot, 0.0)
-        if process_doomed():
-            # A query outlived its limit here (the watchdog answered 503 and ends the process
-            # itself; this is a backstop). The supervisor forks a new one.
-            self.log.warning("process %s ends: a query outlived its time limit here", os.getpid())
-            logging.shutdown()
-            os._exit(EXIT_DOOMED)
 
 
 class _HeadersWithBody:

@@ -24,16 +24,16 @@ form (pinned pages, an app below the root), with nothing to do at build time.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import zlib
 from pathlib import Path
 
-from pyoxigraph import RdfFormat, Store, Triple, parse, serialize
+from pyoxigraph import Store, Triple
 
-from .page_data import PageHead, StoredPage, code_fingerprint
+from .page_data import (PageHead, StoredPage, code_fingerprint, document_columns, document_from_columns,
+                        page_columns, page_from_columns)
 
 FILE = "mg-pages-cache.sqlite"
 BUSY_MS = 50
@@ -106,7 +106,7 @@ def page(snap, entity_id: str, prefix: str, suffix: str) -> StoredPage | None:
                     "AND suffix = ?", (code_fingerprint(), entity_id, prefix, suffix))
         if row is None:
             return None
-        return StoredPage(PageHead(*json.loads(row[0])), json.loads(row[1]), zlib.decompress(row[2]).decode())
+        return page_from_columns(row)
     except (sqlite3.Error, zlib.error, ValueError, TypeError):
         _disable(snap)
         return None
@@ -120,10 +120,7 @@ def keep_page(snap, entity_id: str, prefix: str, suffix: str, head: PageHead, sc
         return
     try:
         f.write("INSERT OR IGNORE INTO pages VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (code_fingerprint(), entity_id, prefix, suffix,
-                 json.dumps([head.id, head.iri, head.name, head.type, head.type_label], ensure_ascii=False),
-                 json.dumps(schema_org, ensure_ascii=False),
-                 zlib.compress(sections.encode(), 1)))
+                (code_fingerprint(), entity_id, prefix, suffix, *page_columns(head, schema_org, sections)))
     except sqlite3.OperationalError:
         pass   # busy (another process is writing): the next request keeps it
     except sqlite3.Error:
@@ -139,7 +136,7 @@ def document(snap, entity_id: str) -> tuple[list[Triple], dict[str, str]] | None
         row = f.one("SELECT nt, prefixes FROM documents WHERE code = ? AND id = ?", (code_fingerprint(), entity_id))
         if row is None:
             return None
-        return [q.triple for q in parse(zlib.decompress(row[0]), format=RdfFormat.N_TRIPLES)], json.loads(row[1])
+        return document_from_columns(row)
     except (sqlite3.Error, zlib.error, ValueError, SyntaxError):
         _disable(snap)
         return None
@@ -151,8 +148,7 @@ def keep_document(snap, entity_id: str, triples: list[Triple], prefixes: dict[st
         return
     try:
         f.write("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?)",
-                (code_fingerprint(), entity_id, zlib.compress(serialize(triples, format=RdfFormat.N_TRIPLES), 1),
-                 json.dumps(prefixes, sort_keys=True)))
+                (code_fingerprint(), entity_id, *document_columns(triples, prefixes)))
     except sqlite3.OperationalError:
         pass
     except sqlite3.Error:

@@ -149,7 +149,7 @@ def page(snap, entity_id: str) -> StoredPage | None:
     row = r.one("SELECT head, schema_org, sections FROM pages WHERE id = ?", entity_id) if r else None
     if row is None:
         return None
-    return StoredPage(PageHead(*json.loads(row[0])), json.loads(row[1]), zlib.decompress(row[2]).decode())
+    return page_from_columns(row)
 
 
 def document(snap, entity_id: str) -> tuple[list[Triple], dict[str, str]] | None:
@@ -158,8 +158,28 @@ def document(snap, entity_id: str) -> tuple[list[Triple], dict[str, str]] | None
     row = r.one("SELECT nt, prefixes FROM documents WHERE id = ?", entity_id) if r else None
     if row is None:
         return None
-    triples = [q.triple for q in parse(zlib.decompress(row[0]), format=RdfFormat.N_TRIPLES)]
-    return triples, json.loads(row[1])
+    return document_from_columns(row)
+
+
+# -- the columns of a stored page and document (also page_cache's) -----------------------
+
+def page_columns(head: PageHead, schema_org: dict, sections: str) -> tuple[str, str, bytes]:
+    """A page as stored: head, schema.org JSON-LD (its ``url`` still ""), sections (zlib)."""
+    return (json.dumps([head.id, head.iri, head.name, head.type, head.type_label], ensure_ascii=False),
+            json.dumps(schema_org, ensure_ascii=False), zlib.compress(sections.encode(), 1))
+
+
+def page_from_columns(row: tuple) -> StoredPage:
+    return StoredPage(PageHead(*json.loads(row[0])), json.loads(row[1]), zlib.decompress(row[2]).decode())
+
+
+def document_columns(triples: list[Triple], prefixes: dict[str, str]) -> tuple[bytes, str]:
+    """A data document as stored: its triples in order (N-Triples, zlib) and its prefixes."""
+    return zlib.compress(serialize(triples, format=RdfFormat.N_TRIPLES), 1), json.dumps(prefixes, sort_keys=True)
+
+
+def document_from_columns(row: tuple) -> tuple[list[Triple], dict[str, str]]:
+    return [q.triple for q in parse(zlib.decompress(row[0]), format=RdfFormat.N_TRIPLES)], json.loads(row[1])
 
 
 # -- writing (the build) --------------------------------------------------------------------
@@ -226,13 +246,11 @@ def write(store, directory: Path, iris, previous_dir: Path | None = None,
             triples = document_triples(snap, eid)
             deps = _page_deps(view, sections, iris) | _document_deps(triples, iris)
             deps.discard(eid)
-            head = [view.id, view.iri, view.name, view.type, view.type_label]
+            head = PageHead(view.id, view.iri, view.name, view.type, view.type_label)
             db.execute("INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
-                       (eid, json.dumps(head, ensure_ascii=False), json.dumps(data, ensure_ascii=False),
-                        zlib.compress(sections.encode(), 1), json.dumps(sorted(deps), ensure_ascii=False)))
+                       (eid, *page_columns(head, data, sections), json.dumps(sorted(deps), ensure_ascii=False)))
             db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?)",
-                       (eid, zlib.compress(serialize(triples, format=RdfFormat.N_TRIPLES), 1),
-                        json.dumps(_prefixes_used(snap, triples), sort_keys=True)))
+                       (eid, *document_columns(triples, _prefixes_used(snap, triples))))
             computed[eid] = deps
 
         with app.test_request_context("/"):

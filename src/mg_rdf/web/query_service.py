@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import queue
 import select
@@ -424,6 +425,7 @@ class _Watchdog:
         self._token = 0
         self._pid = 0
         self._thread: threading.Thread | None = None
+        self.on_poll: Any = None   # also called at every look (the serving layer's own checks)
 
     def start(self) -> None:
         with self._lock:
@@ -453,6 +455,11 @@ class _Watchdog:
     def _loop(self) -> None:
         while True:
             time.sleep(WATCH_POLL)
+            if self.on_poll is not None:
+                try:
+                    self.on_poll()
+                except Exception:  # noqa: BLE001 - a failing check must not stop the watchdog
+                    logging.getLogger(__name__).exception("watchdog check failed")
             with self._lock:
                 armed = self._armed
                 if armed is None or time.monotonic() < armed[0]:
@@ -515,6 +522,11 @@ class InProcessRunner:
 
     def close(self) -> None:
         pass
+
+    def on_watch(self, check: Any) -> None:
+        """Have the watchdog thread call ``check()`` at each of its looks (every ``WATCH_POLL`` s)."""
+        self.start()
+        self._watchdog.on_poll = check
 
     def _open(self, build_dir: str) -> Any:
         """The open store of ``build_dir`` (the last ``OPEN_STORES`` are kept), or a QueryAnswer

@@ -17,9 +17,20 @@ are retired after ``RETIRE_AFTER`` seconds without need. Which process is busy,
 and since when, is in a small shared-memory board (``Board``) that the processes
 write and the supervisor reads.
 
-Connections are closed after each answer (a process that held an idle keep-alive
-connection could serve no one else); put a reverse proxy in front for keep-alive
-to clients and for TLS, as with any prefork server.
+Connections are kept open between requests (HTTP/1.1 keep-alive): a new connection
+costs the client and the server more CPU than many small queries. Each process
+waits on the listening socket and on every connection it holds, and answers
+whichever has a request first, one at a time. Three rules keep that from holding
+clients up: a new connection is served at once by the process that accepted it
+(it was free); a process holding more than its share of all connections (their
+number over ``processes``, from the board) closes one after its answer and
+takes no new connection for ``ACCEPT_PAUSE``, so that the client reconnects to
+another process; and when one request has run for ``SHED_AFTER`` seconds (a slow
+query), the watchdog thread closes the process's idle connections, whose clients
+then reconnect to a free process (a request sent on one of them in that instant
+is lost with it, as when any server closes an idle connection; HTTP clients retry
+those). Idle connections are closed after ``KEEPALIVE`` seconds. Put a reverse
+proxy in front for TLS, as with any prefork server.
 
 Shutdown is graceful: on SIGTERM or SIGINT the listening socket is shut down at
 once (new connections are refused, and /readyz answers 503 in the processes that
@@ -39,6 +50,7 @@ import gc
 import logging
 import mmap
 import os
+import selectors
 import signal
 import socket
 import struct
@@ -48,7 +60,8 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from gunicorn import util
+from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.arbiter import Arbiter
 from gunicorn.workers.sync import SyncWorker
 
@@ -59,6 +72,11 @@ HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app ref
 POLL_SECONDS = 0.2           # how often the supervisor looks at the board and for stop signals
 GROW_AFTER = 0.5             # seconds a request may take before its process counts as held up
 RETIRE_AFTER = 30.0          # seconds extra processes are kept after the need for them passed
+KEEPALIVE = 5.0              # seconds a client's idle connection is kept open for its next request
+KEEPALIVE_POLL = 1.0         # at most this long between looks for idle connections to close
+MAX_CONNECTIONS = 64         # open connections per process; past this, answers close theirs
+ACCEPT_PAUSE = 0.05          # seconds a process takes no new connection after closing one over its share
+SHED_AFTER = 0.1             # a request running this long has its process's idle connections closed
 
 
 def default_processes() -> int:
@@ -117,13 +135,17 @@ class _Application(BaseApplication):
 
 
 class Board:
-    """Shared memory: for each process slot, when its current request started (0: idle)."""
+    """Shared memory: for each process slot, when its current request started (0: idle), and how
+    many client connections it holds."""
 
     CELL = struct.Struct("d")
+    COUNT = struct.Struct("i")
 
     def __init__(self, slots: int):
         self.slots = slots
-        self.memory = mmap.mmap(-1, self.CELL.size * slots)   # anonymous, shared with forked children
+        self.counts_at = self.CELL.size * slots
+        # anonymous, shared with forked children
+        self.memory = mmap.mmap(-1, self.counts_at + self.COUNT.size * slots)
 
     def set(self, slot: int, value: float) -> None:
         self.CELL.pack_into(self.memory, slot * self.CELL.size, value)
@@ -131,13 +153,21 @@ class Board:
     def get(self, slot: int) -> float:
         return self.CELL.unpack_from(self.memory, slot * self.CELL.size)[0]
 
+    def set_connections(self, slot: int, count: int) -> None:
+        self.COUNT.pack_into(self.memory, self.counts_at + slot * self.COUNT.size, count)
+
+    def connections(self) -> int:
+        """Client connections held by all processes together."""
+        return sum(struct.unpack_from(f"{self.slots}i", self.memory, self.counts_at))
+
 
 _board: Board | None = None
 _flask_app: Flask | None = None
 
 
 class ServingProcess(SyncWorker):
-    """A gunicorn sync worker that marks itself busy on the board and ends after a timed-out query."""
+    """A gunicorn sync worker that keeps connections open between requests (see the module doc),
+    marks itself busy on the board and ends after a timed-out query."""
 
     slot = -1
 
@@ -160,21 +190,211 @@ class ServingProcess(SyncWorker):
             _flask_app.extensions[DRAINING].set()
         super().handle_exit(sig, frame)
 
-    def accept(self, listener: Any) -> None:
+    # --- connections: each process keeps its clients' connections open between requests ---
+
+    def run_for_one(self, timeout: float) -> None:
+        """Serve requests, one at a time, from every connection this process holds and from new
+        connections on the shared listening socket, whichever is readable first (see the module doc)."""
+        listener = self.sockets[0]
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self.PIPE[0], selectors.EVENT_READ, _WAKE)
+        self._connections: dict[int, _Connection] = {}
+        self._serving: _Connection | None = None
+        self._listener, self._resume_accepting = listener, 0.0
+        _flask_app.extensions["mg_rdf.query_pool"].on_watch(self._shed_if_held)
+        notified = 0.0
+        try:
+            while self.alive:
+                now = time.monotonic()
+                if now - notified > 1.0:   # the heartbeat the supervisor checks (a syscall: not per request)
+                    self.notify()
+                    notified = now
+                wait = min(timeout, KEEPALIVE_POLL)
+                if self._resume_accepting:
+                    if now >= self._resume_accepting:
+                        self._selector.register(listener, selectors.EVENT_READ, None)
+                        self._resume_accepting = 0.0
+                    else:
+                        wait = min(wait, self._resume_accepting - now)
+                for key, _ in self._selector.select(wait):
+                    if key.data is None:
+                        self._accept(listener)
+                    elif key.data is _WAKE:
+                        os.read(self.PIPE[0], 4096)
+                    else:
+                        self._serve(listener, key.data)
+                    if not self.alive:
+                        break
+                self._close_idle(time.monotonic() - KEEPALIVE)
+                if not self.is_parent_alive():
+                    return
+        finally:
+            self._close_idle(None)
+
+    def _accept(self, listener: Any) -> None:
         try:
             client, addr = listener.accept()
         except OSError as e:
             if e.errno == errno.EINVAL:   # the supervisor shut the listening socket down: stopping
                 self.alive = False
-                return
-            raise
+            elif e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                raise
+            return   # another process took it
         client.setblocking(1)
         util.close_on_exec(client)
+        if client.family in (socket.AF_INET, socket.AF_INET6):
+            # Every answer is written whole, in one sendall: without this, the end of an answer
+            # longer than one packet waits for the client's delayed ACK (up to 40 ms) while the
+            # connection stays open.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(_HeadersWithBody(client), addr, http.get_parser(self.cfg, client, addr))
+        self._connections[client.fileno()] = conn
+        _board.set_connections(self.slot, len(self._connections))
+        self._selector.register(client, selectors.EVENT_READ, conn)
+        # Served at once, as a process free for it took it: left waiting here, its request could
+        # wait behind another that turns out to be slow, while other processes are free.
+        self._serve(listener, conn)
+
+    def _serve(self, listener: Any, conn: _Connection) -> None:
+        """One request of ``conn`` (and any the client sent behind it), then keep the connection
+        open for the next or close it."""
         _board.set(self.slot, time.monotonic())
+        self._serving = conn
+        keep = False
         try:
-            self.handle(listener, _HeadersWithBody(client), addr)
+            while True:
+                keep = self._handle(listener, conn, next(conn.parser))
+                if not keep or not conn.parser.unreader.buf.tell():
+                    break   # closing, or nothing pipelined behind this request: wait in select
+        except http.errors.NoMoreData:
+            pass   # the client closed the connection (between requests: its right)
+        except StopIteration:
+            pass
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                self.log.exception("socket error serving a request")
+        except BaseException as e:  # noqa: BLE001 - gunicorn answers a bad request (400, 431…) and closes
+            self.handle_error(None, conn.sock, conn.addr, e)
+            keep = False
         finally:
+            self._serving = None
             _board.set(self.slot, 0.0)
+        if keep and not conn.shed:
+            conn.idle_since = time.monotonic()
+        else:
+            self._close(conn)
+
+    def _handle(self, listener: Any, conn: _Connection, req: Any) -> bool:
+        """Answer ``req`` through the app; True when the connection stays open for another request."""
+        environ: dict = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            resp, environ = wsgi.create(req, conn.sock, conn.addr, listener.getsockname(), self.cfg)
+            if not self.alive:
+                resp.force_close()
+            elif self._over_share():
+                resp.force_close()
+                self._pause_accepting()
+            self.nr += 1
+            body = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(body, environ["wsgi.file_wrapper"]):
+                    resp.write_file(body)
+                else:
+                    for part in body:
+                        resp.write(part)
+                resp.close()
+                conn.sock.flush()   # an answer without a body: its head must not wait for the next one
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp is not None and resp.headers_sent:
+                # Part of an answer is on the wire: nothing sensible can follow it on this connection.
+                self.log.exception("error while answering a request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:  # noqa: BLE001
+                self.log.exception("error in the post_request hook")
+        return not resp.should_close()
+
+    def _over_share(self) -> bool:
+        """Does this process hold more than its share of the connections? Then it closes this
+        one after the answer: the client's next connection goes to a process free to take it.
+        (Connections are spread when they are made; with keep-alive, one process could otherwise
+        keep several busy clients to itself while the other processes have none.)"""
+        mine = len(self._connections)
+        if mine <= 1:
+            return False
+        if mine > MAX_CONNECTIONS:
+            return True
+        return mine > -(-_board.connections() // self.cfg.workers)
+
+    def _pause_accepting(self) -> None:
+        """Take no new connection for ``ACCEPT_PAUSE`` seconds: the client of the connection being
+        closed for being over this process's share reconnects at once, and the kernel tends to wake
+        the process that waited last, this one; a free process should take it instead."""
+        if not self._resume_accepting:
+            self._selector.unregister(self._listener)
+        self._resume_accepting = time.monotonic() + ACCEPT_PAUSE
+
+    def _shed_if_held(self) -> None:
+        """From the watchdog thread: while one request has been running here for ``SHED_AFTER``
+        seconds (a slow query), close this process's idle connections so that their clients'
+        next requests go to a free process instead of waiting behind it."""
+        serving = self._serving
+        started = _board.get(self.slot)
+        if serving is None or not started or time.monotonic() - started < SHED_AFTER:
+            return
+        for conn in list(self._connections.values()):
+            if conn is not serving and not conn.shed:
+                conn.shed = True
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)   # the main loop closes it when the request is done
+                except OSError:
+                    pass
+
+    def _close_idle(self, before: float | None) -> None:
+        """Close connections idle since before ``before`` (all but the one being served when None)."""
+        for conn in list(self._connections.values()):
+            if conn is not self._serving and (before is None or conn.shed or conn.idle_since < before):
+                self._close(conn, idle=True)
+
+    def _close(self, conn: _Connection, idle: bool = False) -> None:
+        """Close ``conn``. After an answer, gracefully (the client reads the whole answer before the
+        connection goes; up to 2 s); between requests at once: nothing of ours is in flight."""
+        fd = conn.sock.fileno()
+        if self._connections.pop(fd, None) is not None:
+            _board.set_connections(self.slot, len(self._connections))
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+        if idle:
+            conn.sock.close()
+        else:
+            util.close_graceful(conn.sock)
+
+
+_WAKE = object()   # selector data of the pipe gunicorn writes to on signals
+
+
+class _Connection:
+    """One client connection a serving process holds: its socket, address and request parser."""
+
+    __slots__ = ("sock", "addr", "parser", "idle_since", "shed")
+
+    def __init__(self, sock: Any, addr: Any, parser: Any):
+        self.sock, self.addr, self.parser = sock, addr, parser
+        self.idle_since = time.monotonic()
+        self.shed = False
 
 
 class _HeadersWithBody:

@@ -248,3 +248,20 @@ def test_a_process_holding_more_than_its_share_of_connections_lets_some_go(sampl
         assert max(held) <= 2 and min(held) >= 1, f"connections per process: {held}"
     finally:
         s.stop()
+
+
+def test_a_connection_that_sends_nothing_does_not_hold_its_process(sample_build, tmp_path):
+    """A client may open a connection and send nothing yet (browsers open spare ones). With one
+    serving process, the next client is still answered at once."""
+    s = start_server(sample_build.store_path.parent.parent, "--processes", "1", "--max-processes", "1",
+                     log_dir=tmp_path)
+    try:
+        with socket.create_connection(host_port(s.url), timeout=30) as silent:
+            time.sleep(0.2)   # taken by the process, which waits for its request
+            t0 = time.monotonic()
+            r = requests.get(s.url + "/healthz", timeout=30)
+            assert r.status_code == 200 and time.monotonic() - t0 < 3, time.monotonic() - t0
+            silent.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")   # and it is served when it speaks
+            assert read_response(silent.makefile("rb"))[0] == 200
+    finally:
+        s.stop()

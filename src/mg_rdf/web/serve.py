@@ -50,6 +50,7 @@ import gc
 import logging
 import mmap
 import os
+import select
 import selectors
 import signal
 import socket
@@ -75,6 +76,7 @@ RETIRE_AFTER = 30.0          # seconds extra processes are kept after the need f
 KEEPALIVE = 5.0              # seconds a client's idle connection is kept open for its next request
 KEEPALIVE_POLL = 1.0         # at most this long between looks for idle connections to close
 MAX_CONNECTIONS = 64         # open connections per process; past this, answers close theirs
+FIRST_REQUEST_WAIT = 0.5     # seconds a new connection may take to send its request before the process moves on
 ACCEPT_PAUSE = 0.05          # seconds a process takes no new connection after closing one over its share
 SHED_AFTER = 0.1             # a request running this long has its process's idle connections closed
 
@@ -253,8 +255,14 @@ class ServingProcess(SyncWorker):
         _board.set_connections(self.slot, len(self._connections))
         self._selector.register(client, selectors.EVENT_READ, conn)
         # Served at once, as a process free for it took it: left waiting here, its request could
-        # wait behind another that turns out to be slow, while other processes are free.
-        self._serve(listener, conn)
+        # wait behind another that turns out to be slow, while other processes are free. Unless
+        # nothing comes (a browser's spare connection): then it waits like an idle one.
+        waiting = select.poll()   # not select(): this process's descriptors may pass 1024
+        waiting.register(client, select.POLLIN)
+        if waiting.poll(FIRST_REQUEST_WAIT * 1000):
+            self._serve(listener, conn)
+        else:
+            conn.idle_since = time.monotonic()
 
     def _serve(self, listener: Any, conn: _Connection) -> None:
         """One request of ``conn`` (and any the client sent behind it), then keep the connection

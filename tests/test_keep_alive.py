@@ -265,3 +265,16 @@ def test_a_connection_that_sends_nothing_does_not_hold_its_process(sample_build,
             assert read_response(silent.makefile("rb"))[0] == 200
     finally:
         s.stop()
+
+
+def test_keep_alive_0_closes_every_connection_after_its_answer(sample_build, tmp_path):
+    s = start_server(sample_build.store_path.parent.parent, "--keep-alive", "0", log_dir=tmp_path)
+    try:
+        with socket.create_connection(host_port(s.url), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            f = sock.makefile("rb")
+            status, headers, _ = read_response(f)
+            assert status == 200 and headers.get("connection", "").lower() == "close"
+            assert f.read() == b""
+    finally:
+        s.stop()

@@ -29,6 +29,9 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
               help="Seconds a /sparql query may run before it is stopped.")
 @click.option("--max-results", default=10_000, show_default=True, type=int,
               help="Rows or triples a /sparql answer holds at most (truncation is signalled).")
+@click.option("--keep-alive", "keep_alive", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Seconds a client's idle connection is kept open for its next request (0: close every "
+                   "connection after its answer).")
 @click.option("--query-workers", type=int, default=None, hidden=True,
               help="Ignored: queries run in the serving processes (see --processes).")
 @click.option("--allow-service", multiple=True, metavar="URL", default=[WIKIDATA_QUERY_SERVICE], show_default=True,
@@ -42,7 +45,7 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
                    "atomic swap) while serving.")
 @store_option
 @base_option
-def serve_command(host, port, processes, max_processes, threads, query_timeout, max_results, query_workers,
+def serve_command(host, port, processes, max_processes, threads, query_timeout, max_results, keep_alive, query_workers,
                   allow_service, no_service, shutdown_grace, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
@@ -61,7 +64,8 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
                    "at a time and runs its own queries (see --processes)", err=True)
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
            "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
-          host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace)
+          host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace,
+          keep_alive=keep_alive)
 
 
 def _build_sample_in_own_process(store: Path, base: str) -> None:

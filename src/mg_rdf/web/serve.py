@@ -29,8 +29,11 @@ another process; and when one request has run for ``SHED_AFTER`` seconds (a slow
 query), the watchdog thread closes the process's idle connections, whose clients
 then reconnect to a free process (a request sent on one of them in that instant
 is lost with it, as when any server closes an idle connection; HTTP clients retry
-those). Idle connections are closed after ``KEEPALIVE`` seconds. Put a reverse
-proxy in front for TLS, as with any prefork server.
+those). Idle connections are closed after ``--keep-alive`` seconds (default
+``KEEPALIVE``; 0 closes every connection after its answer, as before 2026-11-27:
+one queue for all processes, a better tail under overload by requests of very
+different cost; see DESIGN.md). Put a reverse proxy in front for TLS, as with
+any prefork server.
 
 Shutdown is graceful: on SIGTERM or SIGINT the listening socket is shut down at
 once (new connections are refused, and /readyz answers 503 in the processes that
@@ -73,12 +76,12 @@ HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app ref
 POLL_SECONDS = 0.2           # how often the supervisor looks at the board and for stop signals
 GROW_AFTER = 0.5             # seconds a request may take before its process counts as held up
 RETIRE_AFTER = 30.0          # seconds extra processes are kept after the need for them passed
-KEEPALIVE = 5.0              # seconds a client's idle connection is kept open for its next request
+KEEPALIVE = 5                # default seconds a client's idle connection is kept open (--keep-alive)
 KEEPALIVE_POLL = 1.0         # at most this long between looks for idle connections to close
 MAX_CONNECTIONS = 64         # open connections per process; past this, answers close theirs
 FIRST_REQUEST_WAIT = 0.5     # seconds a new connection may take to send its request before the process moves on
 ACCEPT_PAUSE = 0.05          # seconds a process takes no new connection after closing one over its share
-SHED_AFTER = 0.1             # a request running this long has its process's idle connections closed
+SHED_AFTER = GROW_AFTER      # a request running this long has its process's idle connections closed
 
 
 def default_processes() -> int:
@@ -86,7 +89,7 @@ def default_processes() -> int:
 
 
 def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, processes: int | None = None,
-          max_processes: int | None = None, grace: float | None = None) -> None:
+          max_processes: int | None = None, grace: float | None = None, keep_alive: int = KEEPALIVE) -> None:
     """Serve the app until SIGTERM/SIGINT, then shut down gracefully (see the module doc)."""
     app = create_app({**config, "QUERY_IN_PROCESS": True})
     _configure_logging()
@@ -103,7 +106,7 @@ def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, pro
         "preload_app": True,                  # fork from a process that has imported everything: fast respawns
         "timeout": int(limit + 30),           # a backstop: no heartbeat for this long (stuck outside a query)
         "graceful_timeout": max(1, int(grace + 0.999)),   # ours is self.grace (Supervisor.stop)
-        "keepalive": 0,
+        "keepalive": max(0, int(keep_alive)),   # 0: close every connection after its answer
         "limit_request_line": 0,              # up to 1 MiB; the app answers 414 past MAX_URL_LENGTH
         "limit_request_field_size": HEADER_FIELD_BYTES,
         "limit_request_fields": 200,
@@ -228,7 +231,7 @@ class ServingProcess(SyncWorker):
                         self._serve(listener, key.data)
                     if not self.alive:
                         break
-                self._close_idle(time.monotonic() - KEEPALIVE)
+                self._close_idle(time.monotonic() - self.cfg.keepalive)
                 if not self.is_parent_alive():
                     return
         finally:
@@ -300,7 +303,7 @@ class ServingProcess(SyncWorker):
         try:
             self.cfg.pre_request(self, req)
             resp, environ = wsgi.create(req, conn.sock, conn.addr, listener.getsockname(), self.cfg)
-            if not self.alive:
+            if not self.alive or not self.cfg.keepalive:
                 resp.force_close()
             elif self._over_share():
                 resp.force_close()

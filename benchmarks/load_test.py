@@ -7,8 +7,9 @@
 
 It starts its own `mg-rdf serve` on 127.0.0.1 (or uses ``--url``), waits for
 /readyz, and runs ``--clients`` threads for ``--duration`` seconds, each with
-its own connection (kept alive when the server allows it; `mg-rdf serve` closes
-every connection after its answer, and the client then opens a new one), each
+its own connection (kept alive while the server keeps it open; when `mg-rdf serve`
+closes it — ``--keep-alive 0``, a process over its share of connections, a slow
+request's idle neighbours — the client opens a new one), each
 sending one request after another (no think time) drawn from the normal mix:
 
     entity page 25 %   /page/{id}                          (HTML, the heaviest page)

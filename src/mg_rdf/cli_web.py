@@ -49,7 +49,9 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
                   allow_service, no_service, shutdown_grace, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
-    from .web.serve import serve
+    from .web.serve import serve, with_faster_allocator
+
+    with_faster_allocator()   # returns only when already running with it, or without one to use
 
     if watch_dir is not None:
         if isinstance(store, str):

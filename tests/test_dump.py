@@ -286,3 +286,25 @@ def test_the_cli_dump_spills_beside_the_output_and_cleans_up(tmp_path):
     assert whole.returncode == 0 and "spilled" not in whole.stdout, whole.stderr
     assert (out / "small.nq.gz").read_bytes() == (out / "whole.nq.gz").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == ["small.nq.gz", "whole.nq.gz"]
+
+
+def test_the_web_app_removes_runs_a_dead_process_left(tmp_path):
+    """A dump killed while merging leaves its runs folder, named like a half-written dump."""
+    from mg_rdf.web.dumps import _forget_old_dumps
+
+    builds = tmp_path / "builds"
+    (builds / "b1").mkdir(parents=True)
+    folder = tmp_path / "dumps" / "b1"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    left = [folder / f"movement-graph.nq.gz.tmp{dead}", folder / f"mg-rdf-dump-runs.x1.tmp{dead}"]
+    kept = [folder / f"movement-graph.ttl.gz.tmp{os.getpid()}", folder / f"mg-rdf-dump-runs.x2.tmp{os.getpid()}",
+            folder / "movement-graph.nt.gz"]
+    for path in (left[0], kept[0], kept[2]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for path in (left[1], kept[1]):
+        path.mkdir()
+        (path / "run000001").write_bytes(b"x")
+    _forget_old_dumps(tmp_path / "dumps", builds)
+    assert sorted(folder.iterdir()) == sorted(kept)

@@ -95,8 +95,9 @@ class _Runs:
 
     def _new_run(self) -> Path:
         if self._dir is None:
-            self._dir = Path(self.stack.enter_context(
-                tempfile.TemporaryDirectory(prefix=".mg-rdf-dump-", dir=self.folder)))
+            # named like a half-written dump (".tmp<pid>"): the web app removes one a dead process left
+            self._dir = Path(self.stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="mg-rdf-dump-runs.", suffix=f".tmp{os.getpid()}", dir=self.folder)))
         self._made += 1
         return self._dir / f"run{self._made:06d}"
 

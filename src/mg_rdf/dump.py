@@ -35,9 +35,9 @@ from .vocab import PREFIXES, DataIris
 # 1.8 s, 7.65 MB vs 7.77 MB)
 GZIP_LEVEL = 6
 
-# Bytes of lines sorted in memory at a time. The real corpus (73 MB of N-Quads) is one run; the
-# process's peak is about 2.5x this (the lines as Python bytes objects, the list, a block of
-# Oxigraph's output) plus what Oxigraph's store itself holds.
+# Bytes of lines sorted in memory at a time. The real corpus (73 MB of N-Quads) is one run. A
+# dump adds about 3x this to the process (the lines as Python bytes objects, the list, a block of
+# Oxigraph's output, Oxigraph's reading): 100x, 426-446 MB max RSS, of which 67 MB is the open store.
 RUN_BYTES = 128 << 20
 _BLOCK = 4 << 20      # Oxigraph's output is split into lines this many bytes at a time
 _WRITE = 1 << 20      # merged lines are written in batches of about this many bytes

@@ -135,7 +135,8 @@ def checksum(path: Path) -> str | None:
 
 def _forget_old_dumps(dumps_root: Path, builds: Path) -> None:
     """Remove the dumps of builds the store has collected, and files left half-written
-    by a process that died while writing (their names end in .tmp<pid>)."""
+    by a process that died while writing (their names end in .tmp<pid>), with the folders
+    of sorted runs it was merging (named likewise)."""
     alive = {p.name for p in builds.iterdir() if not p.name.startswith(".")}
     for old in dumps_root.iterdir():
         if old.is_dir() and old.name not in alive:
@@ -144,7 +145,10 @@ def _forget_old_dumps(dumps_root: Path, builds: Path) -> None:
             for tmp in old.glob("*.tmp*"):
                 pid = tmp.name.rpartition(".tmp")[2]
                 if pid.isdigit() and not _running(int(pid)):
-                    tmp.unlink(missing_ok=True)
+                    if tmp.is_dir():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                    else:
+                        tmp.unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:

@@ -20,9 +20,10 @@ write and the supervisor reads.
 Connections are kept open between requests (HTTP/1.1 keep-alive): a new connection
 costs the client and the server more CPU than many small queries. Each process
 waits on the listening socket and on every connection it holds, and answers
-whichever has a request first, one at a time. Three rules keep that from holding
+whichever has a request first, one at a time. These rules keep that from holding
 clients up: a new connection is served at once by the process that accepted it
-(it was free); a process holding more than its share of all connections (their
+(it was free), unless it sends nothing within ``FIRST_REQUEST_WAIT`` (then it
+waits like an idle one); a process holding more than its share of all connections (their
 number over ``processes``, from the board) closes one after its answer and
 takes no new connection for ``ACCEPT_PAUSE``, so that the client reconnects to
 another process; and when one request has run for ``SHED_AFTER`` seconds (a slow

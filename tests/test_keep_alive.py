@@ -60,6 +60,20 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
         return False
 
 
+def one_process_server(sample_build, tmp_path):
+    return start_server(sample_build.store_path.parent.parent, "--processes", "1", "--max-processes", "1",
+                        log_dir=tmp_path)
+
+
+def kept_connections(url: str, n: int) -> list[http.client.HTTPConnection]:
+    """``n`` connections, each open after one answered request."""
+    conns = [http.client.HTTPConnection(*host_port(url), timeout=30) for _ in range(n)]
+    for c in conns:
+        c.request("GET", "/healthz")
+        assert c.getresponse().read() is not None
+    return conns
+
+
 def test_one_connection_carries_requests_of_every_kind(server):
     conn = http.client.HTTPConnection(*host_port(server.url), timeout=30)
     ask = "/sparql?" + urlencode({"query": "ASK { ?s ?p ?o }"})
@@ -125,13 +139,9 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_limit(server):
 def test_one_process_serves_every_connection_it_holds(sample_build, tmp_path):
     """One serving process, three clients that keep their connections: each is answered in turn,
     each on its own connection."""
-    s = start_server(sample_build.store_path.parent.parent, "--processes", "1", "--max-processes", "1",
-                     log_dir=tmp_path)
+    s = one_process_server(sample_build, tmp_path)
     try:
-        conns = [http.client.HTTPConnection(*host_port(s.url), timeout=30) for _ in range(3)]
-        for c in conns:
-            c.request("GET", "/healthz")
-            assert c.getresponse().read() is not None
+        conns = kept_connections(s.url, 3)
         locals_ = [c.sock.getsockname() for c in conns]
         for _ in range(5):
             for c in reversed(conns):
@@ -166,13 +176,9 @@ def test_a_slow_query_does_not_hold_up_clients_whose_connections_sit_in_its_proc
 
 
 def test_a_server_holding_idle_connections_stops_at_once(sample_build, tmp_path):
-    s = start_server(sample_build.store_path.parent.parent, "--processes", "1", "--max-processes", "1",
-                     log_dir=tmp_path)
+    s = one_process_server(sample_build, tmp_path)
     try:
-        conns = [http.client.HTTPConnection(*host_port(s.url), timeout=30) for _ in range(3)]
-        for c in conns:
-            c.request("GET", "/healthz")
-            c.getresponse().read()
+        conns = kept_connections(s.url, 3)
         t0 = time.monotonic()
         os.kill(s.process.pid, signal.SIGTERM)
         assert s.process.wait(10) == 0
@@ -253,8 +259,7 @@ def test_a_process_holding_more_than_its_share_of_connections_lets_some_go(sampl
 def test_a_connection_that_sends_nothing_does_not_hold_its_process(sample_build, tmp_path):
     """A client may open a connection and send nothing yet (browsers open spare ones). With one
     serving process, the next client is still answered at once."""
-    s = start_server(sample_build.store_path.parent.parent, "--processes", "1", "--max-processes", "1",
-                     log_dir=tmp_path)
+    s = one_process_server(sample_build, tmp_path)
     try:
         with socket.create_connection(host_port(s.url), timeout=30) as silent:
             time.sleep(0.2)   # taken by the process, which waits for its request

@@ -98,18 +98,8 @@ def _disable(snap) -> None:
 
 def page(snap, entity_id: str, prefix: str, suffix: str) -> StoredPage | None:
     """The page of ``entity_id`` as made earlier for these links, or None."""
-    f = _file(snap)
-    if f is None:
-        return None
-    try:
-        row = f.one("SELECT head, schema_org, sections FROM pages WHERE code = ? AND id = ? AND prefix = ? "
-                    "AND suffix = ?", (code_fingerprint(), entity_id, prefix, suffix))
-        if row is None:
-            return None
-        return page_from_columns(row)
-    except (sqlite3.Error, zlib.error, ValueError, TypeError):
-        _disable(snap)
-        return None
+    return _read(snap, "SELECT head, schema_org, sections FROM pages WHERE code = ? AND id = ? AND prefix = ? "
+                       "AND suffix = ?", (code_fingerprint(), entity_id, prefix, suffix), page_from_columns)
 
 
 def keep_page(snap, entity_id: str, prefix: str, suffix: str, head: PageHead, schema_org: dict,
@@ -129,15 +119,20 @@ def keep_page(snap, entity_id: str, prefix: str, suffix: str, head: PageHead, sc
 
 def document(snap, entity_id: str) -> tuple[list[Triple], dict[str, str]] | None:
     """The data document of ``entity_id`` as made earlier: its triples in order and its prefixes."""
+    return _read(snap, "SELECT nt, prefixes FROM documents WHERE code = ? AND id = ?",
+                 (code_fingerprint(), entity_id), document_from_columns)
+
+
+def _read(snap, sql: str, args: tuple, decode):
+    """``decode`` of the row ``sql`` finds, or None: no file, no row, or a row that cannot be read
+    (which stops the file being used in this process)."""
     f = _file(snap)
     if f is None:
         return None
     try:
-        row = f.one("SELECT nt, prefixes FROM documents WHERE code = ? AND id = ?", (code_fingerprint(), entity_id))
-        if row is None:
-            return None
-        return document_from_columns(row)
-    except (sqlite3.Error, zlib.error, ValueError, SyntaxError):
+        row = f.one(sql, args)
+        return None if row is None else decode(row)
+    except (sqlite3.Error, zlib.error, ValueError, TypeError, SyntaxError):
         _disable(snap)
         return None
 

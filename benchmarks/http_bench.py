@@ -10,7 +10,9 @@ One run starts both servers on 127.0.0.1 over the same build (`mg-rdf serve
 --union-default-graph`, the `oxigraph` CLI from PyPI) and sends them the same
 small queries (one entity's description, its 1-hop neighbours, a count by
 type) from 8 concurrent clients, each a thread with its own keep-alive HTTP
-connection, for a fixed time per query. It prints requests per second and
+connection, for a fixed time per query, split into `--rounds` turns (default 3)
+that alternate which server goes first, so that both get the same share of the
+machine's fast and slow moments. It prints requests per second and
 p50/p99 latency for each server and the ratio ours/oxigraph, then the latency
 of our HTML entity pages (one client, then 8). The queries carry their own
 PREFIX lines so both servers read the same text; every answer is checked for
@@ -110,8 +112,9 @@ class Client:
 
 
 def load(url: str, method: str, paths: list[str], body: bytes | None, headers: dict[str, str],
-         clients: int, seconds: float, label: str, server: str) -> Figures:
-    """Send requests from ``clients`` threads for ``seconds``; count, time and check them."""
+         clients: int, seconds: float, label: str, server: str, keep: list[float] | None = None) -> Figures:
+    """Send requests from ``clients`` threads for ``seconds``; count, time and check them (each
+    request's latency is also appended to ``keep``, when given)."""
     warm = Client(url)
     for p in paths[:3]:
         warm.send(method, p, body, headers)   # first-use costs (caches, worker start) out of the figures
@@ -136,8 +139,14 @@ def load(url: str, method: str, paths: list[str], body: bytes | None, headers: d
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(worker, range(clients)))
     elapsed = time.perf_counter() - start
-    latencies.sort()
-    return Figures(label, server, len(latencies), errors[0], round(elapsed, 2), round(len(latencies) / elapsed, 1),
+    if keep is not None:
+        keep.extend(latencies)
+    return figures(label, server, latencies, errors[0], elapsed)
+
+
+def figures(label: str, server: str, latencies: list[float], errors: int, elapsed: float) -> Figures:
+    latencies = sorted(latencies)
+    return Figures(label, server, len(latencies), errors, round(elapsed, 2), round(len(latencies) / elapsed, 1),
                    round(percentile(latencies, 50) * 1000, 2), round(percentile(latencies, 99) * 1000, 2))
 
 
@@ -231,6 +240,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="load time per query and server")
     ap.add_argument("--quick", action="store_true", help="1 s per query")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--processes", type=int, help="mg-rdf serve --processes (default: its own default)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="split each query's time into this many alternating turns per server (default 3)")
     ap.add_argument("--oxigraph", default=shutil.which("oxigraph") or str(Path(sys.executable).parent / "oxigraph"))
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = ap.parse_args()
@@ -247,7 +259,8 @@ def main() -> int:
         build_dir = (store / "current").resolve()
         port = free_port()
         ours, ours_url = start("mg-rdf", [sys.executable, "-c", "from mg_rdf.cli import main; main()", "serve",
-                                          "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
+                                          "--store", str(store), "--host", "127.0.0.1", "--port", str(port),
+                                          *(["--processes", str(args.processes)] if args.processes else [])],
                                "/sparql?" + urlencode({"query": "ASK {}"}), tmp_path, port)
         try:
             port = free_port()
@@ -255,7 +268,7 @@ def main() -> int:
                                               "--bind", f"127.0.0.1:{port}", "--union-default-graph"],
                                  "/query?" + urlencode({"query": "ASK {}"}), tmp_path, port)
             try:
-                results = run_all(ours_url, oxi_url, seconds, args.clients)
+                results = run_all(ours_url, oxi_url, seconds, args.clients, max(1, args.rounds))
             finally:
                 stop(oxi)
         finally:
@@ -265,7 +278,9 @@ def main() -> int:
     return 0
 
 
-def run_all(ours: str, oxigraph: str, seconds: float, clients: int) -> dict:
+def run_all(ours: str, oxigraph: str, seconds: float, clients: int, rounds: int = 1) -> dict:
+    """Each query's ``seconds`` per server are split into ``rounds`` turns, alternating which
+    server goes first; the figures are over all turns."""
     base = os.environ.get("MG_RDF_BASE", DEFAULT_BASE)
     out: dict = {"queries": [], "pages": []}
     for label, (query, accept) in small_queries(base).items():
@@ -273,15 +288,21 @@ def run_all(ours: str, oxigraph: str, seconds: float, clients: int) -> dict:
         if sizes[0] != sizes[1]:
             raise RuntimeError(f"{label}: ours answers {sizes[0]} results, oxigraph {sizes[1]}")
         headers = {"Content-Type": "application/sparql-query", "Accept": accept}
-        runs = {}
         # ours twice: uncached (Cache-Control: no-cache skips the answer cache), then cached
-        for server, url, path, extra in (("ours", ours, "/sparql", {"Cache-Control": "no-cache"}),
-                                         ("oxigraph", oxigraph, "/query", {}),
-                                         ("ours cached", ours, "/sparql", {})):
-            f = load(url, "POST", [path], query.encode(), {**headers, **extra}, clients, seconds, label, server)
-            print(f"  {label:<22} {server:<12} {f.rps:8.1f} req/s  p50 {f.p50_ms:7.2f} ms  p99 {f.p99_ms:7.2f} ms"
-                  f"{'  ERRORS ' + str(f.errors) if f.errors else ''}", flush=True)
-            runs[server] = f
+        servers = [("ours", ours, "/sparql", {"Cache-Control": "no-cache"}), ("oxigraph", oxigraph, "/query", {}),
+                   ("ours cached", ours, "/sparql", {})]
+        kept: dict[str, list] = {s[0]: [[], 0, 0.0] for s in servers}   # latencies, errors, seconds
+        for r in range(rounds):
+            # The machine's speed drifts over seconds (a VM, other jobs): short turns, taken in
+            # alternating order, give both servers the same share of fast and slow moments.
+            for server, url, path, extra in (servers if r % 2 == 0 else [servers[1], servers[0], servers[2]]):
+                f = load(url, "POST", [path], query.encode(), {**headers, **extra}, clients, seconds / rounds,
+                         label, server, kept[server][0])
+                kept[server][1] += f.errors
+                kept[server][2] += f.seconds
+                print(f"  {label:<22} {server:<12} {f.rps:8.1f} req/s  p50 {f.p50_ms:7.2f} ms  p99 {f.p99_ms:7.2f}"
+                      f" ms{'  ERRORS ' + str(f.errors) if f.errors else ''}", flush=True)
+        runs = {server: figures(label, server, *kept[server]) for server in kept}
         out["queries"].append({"query": label, "results": sizes[0], "ours": asdict(runs["ours"]),
                                "oxigraph": asdict(runs["oxigraph"]), "ours_cached": asdict(runs["ours cached"]),
                                "ratio": round(runs["ours"].rps / runs["oxigraph"].rps, 2),

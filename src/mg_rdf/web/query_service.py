@@ -41,6 +41,7 @@ seconds.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import logging
 import os
@@ -102,6 +103,15 @@ class QueryAnswer:
     message: str = ""
     seconds: float = 0.0                 # evaluation + serialisation, measured in the worker
     body: bytes = field(default=b"", repr=False)
+
+    def etag(self) -> str:
+        """The answer's ETag: a hash of its bytes, made once (an answer from the cache is sent
+        many times; hashing a 35 kB answer each time cost as much as the rest of a cached answer's
+        headers). Kept outside the fields, so that a worker never sends it."""
+        tag = self.__dict__.get("_etag")
+        if tag is None:
+            tag = self.__dict__["_etag"] = f'"{hashlib.sha1(self.body).hexdigest()[:20]}"'
+        return tag
 
 
 # --- in the worker ---

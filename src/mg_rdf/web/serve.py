@@ -230,6 +230,7 @@ class ServingProcess(SyncWorker):
         self._connections: dict[int, _Connection] = {}
         self._serving: _Connection | None = None
         self._listener, self._resume_accepting = listener, 0.0
+        self._listening_at = listener.getsockname()   # for each request's environ: a syscall, asked once
         _flask_app.extensions["mg_rdf.query_pool"].on_watch(self._shed_if_held)
         notified = 0.0
         try:
@@ -251,7 +252,7 @@ class ServingProcess(SyncWorker):
                     elif key.data is _WAKE:
                         os.read(self.PIPE[0], 4096)
                     else:
-                        self._serve(listener, key.data)
+                        self._serve(key.data)
                     if not self.alive:
                         break
                 self._close_idle(time.monotonic() - self.cfg.keepalive)
@@ -286,11 +287,11 @@ class ServingProcess(SyncWorker):
         waiting = select.poll()   # not select(): this process's descriptors may pass 1024
         waiting.register(client, select.POLLIN)
         if waiting.poll(FIRST_REQUEST_WAIT * 1000):
-            self._serve(listener, conn)
+            self._serve(conn)
         else:
             conn.idle_since = time.monotonic()
 
-    def _serve(self, listener: Any, conn: _Connection) -> None:
+    def _serve(self, conn: _Connection) -> None:
         """One request of ``conn`` (and any the client sent behind it), then keep the connection
         open for the next or close it."""
         _board.set(self.slot, time.monotonic())
@@ -298,7 +299,7 @@ class ServingProcess(SyncWorker):
         keep = False
         try:
             while True:
-                keep = self._handle(listener, conn, next(conn.parser))
+                keep = self._handle(conn, next(conn.parser))
                 if not keep or not conn.parser.unreader.buf.tell():
                     break   # closing, or nothing pipelined behind this request: wait in select
         except http.errors.NoMoreData:
@@ -319,13 +320,13 @@ class ServingProcess(SyncWorker):
         else:
             self._close(conn)
 
-    def _handle(self, listener: Any, conn: _Connection, req: Any) -> bool:
+    def _handle(self, conn: _Connection, req: Any) -> bool:
         """Answer ``req`` through the app; True when the connection stays open for another request."""
         environ: dict = {}
         resp = None
         try:
             self.cfg.pre_request(self, req)
-            resp, environ = wsgi.create(req, conn.sock, conn.addr, listener.getsockname(), self.cfg)
+            resp, environ = wsgi.create(req, conn.sock, conn.addr, self._listening_at, self.cfg)
             if not self.alive or not self.cfg.keepalive:
                 resp.force_close()
             elif self._over_share():

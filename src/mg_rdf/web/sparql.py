@@ -46,7 +46,6 @@ preflight requests.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -427,7 +426,21 @@ _links: dict[str, str] = {}
 
 
 def _root_url(environ: dict) -> str:
-    return get_current_url(environ, root_only=True)
+    """The request's root URL (werkzeug's reading of scheme, host and script root), remembered
+    for the parts of the environ it depends on: werkzeug's IRI decoding cost as much as the rest
+    of a cached answer's path."""
+    key = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"),
+           environ.get("SERVER_PORT"), environ.get("SCRIPT_NAME"))
+    url = _roots.get(key)
+    if url is None:
+        url = get_current_url(environ, root_only=True)
+        if len(_roots) >= _NEGOTIATED_MAX:
+            _roots.clear()
+        _roots[key] = url
+    return url
+
+
+_roots: dict[tuple, str] = {}
 
 
 def _stopped(e: QueryTimeout, link: str) -> ProtocolError:
@@ -494,7 +507,7 @@ def _ok_headers(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> list[tup
     headers = [("Content-Type", rep.content_type), ("Content-Length", str(len(answer.body))), ("Vary", "Accept"),
                ("Server-Timing", f"query;dur={0 if hit else answer.seconds * 1000:.1f}"),
                ("MG-RDF-Cache", "hit" if hit else "miss"),
-               ("ETag", f'"{hashlib.sha1(answer.body).hexdigest()[:20]}"')]
+               ("ETag", answer.etag())]
     if answer.truncated:
         headers += [("MG-RDF-Truncated", "true"), ("MG-RDF-Result-Limit", str(cfg["MAX_RESULTS"])),
                     ("Link", f'<{link}>; rel="describedby"')]

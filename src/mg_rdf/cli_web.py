@@ -20,7 +20,7 @@ from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--processes", type=int, default=None,
               help="Serving processes, each answering one request at a time and running its /sparql queries "
-                   "itself (default: 2 per core).")
+                   "itself (default: one per core, at least 2).")
 @click.option("--max-processes", type=int, default=None,
               help="Processes the server may grow to while requests are held up by slow queries or slow "
                    "clients (default: --processes + 8).")

@@ -9,7 +9,7 @@ ends the process with ``os._exit`` (the only way to stop a query inside pyoxigra
 forks a replacement at once. A serving process that dies for any other reason
 (killed, out of memory) loses only the one request it had, and is replaced too.
 
-How many: ``processes`` (default 2 per core) are kept; when every one of them is
+How many: ``processes`` (default one per core, at least 2) are kept; when every one of them is
 busy and some have been busy with one request for longer than ``GROW_AFTER``
 seconds (slow queries, slow clients), one more is forked per such process, up to
 ``max_processes``, so slow queries do not hold up fast ones; the extra processes
@@ -108,7 +108,11 @@ def with_faster_allocator() -> None:
 
 
 def default_processes() -> int:
-    return max(2, 2 * (os.cpu_count() or 1))
+    """One serving process per core (at least two, so that one slow request never holds up
+    all). Requests are CPU-bound (the store is local): with two per core, the processes
+    crowded each other's caches and time slices, and 8 clients got ~10 % fewer small
+    queries answered per second (DESIGN.md); growth covers slow requests."""
+    return max(2, os.cpu_count() or 1)
 
 
 def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, processes: int | None = None,

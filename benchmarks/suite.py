@@ -16,8 +16,13 @@ run in parallel, so they exceed the wall time); stream is the wall time of readi
 the workers and the bulk load together; wait is the main process waiting for
 workers (or audits); check the whole-corpus checks; load the main process's own
 loading time (bulk load, reverse links, mentions, provenance, audits). Synthetic corpora come from benchmarks/multiply_corpus.py.
-The HTTP part is benchmarks/http_bench.py's, on the real corpus. Nothing here
-asserts a time: the machine is shared and noisy; compare columns of one run.
+The HTTP part is benchmarks/http_bench.py's, on the real corpus. Then the remote
+store: a writable `oxigraph serve` is started, `mg-rdf build CORPUS --store
+http://…/query` is timed (a full build, then a rebuild with nothing changed), and
+`mg-rdf serve --store http://…/query` answers the same small queries, side by side
+with that oxigraph server answering them directly (what going through mg-rdf costs);
+its entity pages are timed too. Nothing here asserts a time: the machine is shared
+and noisy; compare columns of one run.
 """
 
 from __future__ import annotations
@@ -157,6 +162,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="the real corpus only, 1 s per HTTP row")
     ap.add_argument("--seconds", type=float, default=5.0, help="HTTP load time per row")
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-remote", action="store_true", help="skip the remote-store part")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not (args.corpus / "entities").is_dir():
@@ -182,13 +188,21 @@ def main() -> int:
                 print("HTTP figures need size 1", file=sys.stderr)
             else:
                 http = run_http(store, 1.0 if args.quick else args.seconds, tmp_path)
+        remote = None
+        if not args.no_remote:
+            remote = run_remote(args.corpus, 1.0 if args.quick else args.seconds, tmp_path)
     print(f"\nmg-rdf benchmark suite, {os.cpu_count()} CPUs, seconds unless stated\n")
     print(build_table(results))
     if http:
         print()
         http_bench.report(http, 1.0 if args.quick else args.seconds, 8, Path("."), None)
+    if remote:
+        print(f"\nremote store (a writable `oxigraph serve` on 127.0.0.1): full build {remote['build']:.2f} s,"
+              f" rebuild with nothing changed {remote['rebuild']:.2f} s, {remote['quads']} quads;"
+              " /sparql below is `mg-rdf serve --store URL` against that oxigraph server answered directly")
+        http_bench.report(remote["http"], 1.0 if args.quick else args.seconds, 8, Path("."), None)
     if args.json:
-        args.json.write_text(json.dumps({"builds": results, "http": http}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"builds": results, "http": http, "remote": remote}, indent=2) + "\n")
     return 0
 
 
@@ -210,6 +224,41 @@ def run_http(store: Path, seconds: float, tmp_path: Path) -> dict:
             http_bench.stop(oxi)
     finally:
         http_bench.stop(ours)
+
+
+def run_remote(corpus: Path, seconds: float, tmp_path: Path) -> dict:
+    """Build the real corpus into a writable `oxigraph serve` and serve /sparql and pages from it."""
+    oxigraph = str(Path(sys.executable).parent / "oxigraph")
+    cli = [sys.executable, "-c", "from mg_rdf.cli import main; main()"]
+    port = http_bench.free_port()
+    oxi, oxi_url = http_bench.start("oxigraph-rw", [oxigraph, "serve", "--location", str(tmp_path / "remote-ox"),
+                                                    "--bind", f"127.0.0.1:{port}", "--union-default-graph"],
+                                    "/query?query=ASK%20%7B%7D", tmp_path, port)
+    endpoint = f"{oxi_url}/query"
+    try:
+        out: dict = {}
+        for name in ("build", "rebuild"):
+            t = time.perf_counter()
+            done = subprocess.run([*cli, "build", str(corpus), "--store", endpoint], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+            out[name] = time.perf_counter() - t
+            if done.returncode != 0:
+                raise RuntimeError(f"mg-rdf build into {endpoint} failed:\n{done.stderr[-3000:]}")
+        status, body = http_bench.Client(oxi_url).send(
+            "POST", "/query", b"SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }",
+            {"Content-Type": "application/sparql-query", "Accept": "text/csv"})
+        out["quads"] = int(body.decode().split()[-1]) if status == 200 else None
+        port = http_bench.free_port()
+        ours, ours_url = http_bench.start("mg-rdf-remote", [*cli, "serve", "--store", endpoint, "--host", "127.0.0.1",
+                                                             "--port", str(port)],
+                                          "/sparql?query=ASK%20%7B%7D", tmp_path, port)
+        try:
+            out["http"] = http_bench.run_all(ours_url, oxi_url, seconds, 8)
+        finally:
+            http_bench.stop(ours)
+        return out
+    finally:
+        http_bench.stop(oxi)
 
 
 if __name__ == "__main__":

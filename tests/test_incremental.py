@@ -16,6 +16,7 @@ from mg_rdf import source as source_module
 from mg_rdf.source import FolderSource
 from mg_rdf.store import current_build
 from mg_rdf.vocab import DataIris
+from mg_rdf.wikidata_links import linkset_graph
 
 IRIS = DataIris()
 
@@ -184,3 +185,60 @@ def test_serve_watch_applies_an_edit_while_serving(tmp_path):
             raise AssertionError("the edit never reached the page")
     finally:
         server.stop()
+
+
+def stated_and_counted(store_dir: Path) -> tuple[int, int]:
+    """The quads the dataset description states, and those the store holds outside the graphs
+    written after the statement (dataset description, build record, renames, Wikidata links)."""
+    store = Store.read_only(str(current_build(store_dir)))
+    stated = [int(s["n"].value) for s in store.query(
+        f"SELECT ?n WHERE {{ GRAPH <{IRIS.dataset_graph}> {{ ?d <http://rdfs.org/ns/void#triples> ?n }} }}")]
+    meta = {IRIS.dataset_graph, IRIS.base + "graph/build", IRIS.base + "graph/renames",
+            linkset_graph(IRIS)}
+    counted = sum(1 for q in store if getattr(q.graph_name, "value", None) not in meta)
+    assert len(stated) == 1
+    return stated[0], counted
+
+
+def test_incremental_count_equals_the_store(tmp_path, monkeypatch):
+    """An incremental build states the previous count plus what its replaced graphs changed,
+    without counting the whole store: it must be what a count of the store gives, after edits
+    that add and remove quads, an addition and a deletion; and a manifest without a
+    count (an older one) makes the build count the store."""
+    from mg_rdf import manifest
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    first = build(FolderSource(corpus), store, IRIS, workers=1)
+    assert (first.triples, first.triples) == stated_and_counted(store)
+
+    counts = [first.triples]
+    org = corpus / "entities/organizations/org-edri.md"
+    steps = [
+        lambda: edit(org, "tags: [", "tags: [brand-new-tag, another-new-tag, "),
+        lambda: edit(org, "tags: [brand-new-tag, another-new-tag, ", "tags: ["),
+        lambda: (corpus / "entities/organizations/org-new-member.md").write_text(
+            (corpus / "entities/organizations/org-access-now.md").read_text()
+            .replace("id: org-access-now", "id: org-new-member")),
+        lambda: (corpus / "entities/persons/person-hamid-khan.md").unlink(),
+    ]
+    for step in steps:
+        step()
+        r = build(FolderSource(corpus), store, IRIS, workers=1)
+        assert r.incremental
+        assert (r.triples, r.triples) == stated_and_counted(store)
+        counts.append(r.triples)
+    assert all(a != b for a, b in zip(counts, counts[1:])), f"every step changes the number of quads: {counts}"
+
+    # an older manifest has no count: the next build counts the whole store instead
+    real_write = manifest.write
+    monkeypatch.setattr(manifest, "write", lambda *args: real_write(*args[:4]))
+    edit(org, "name: ", "name: Renamed ")
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    monkeypatch.setattr(manifest, "write", real_write)
+    assert manifest.read_all(manifest.manifest_path(current_build(store)),
+                             manifest.fingerprint(IRIS, FolderSource(corpus).provenance))["triples"] is None
+    edit(org, "tags: [", "tags: [brand-new-tag, ")
+    r = build(FolderSource(corpus), store, IRIS, workers=1)
+    assert r.incremental and (r.triples, r.triples) == stated_and_counted(store)

@@ -23,7 +23,7 @@ from .problems import Problem, Severity
 from .source import Provenance
 from .vocab import DataIris
 
-FORMAT = 2
+FORMAT = 3
 # The modules whose code decides what a file becomes: a change to any of them
 # invalidates every manifest.
 _PIPELINE = ("reader.py", "mapping.py", "schema.py", "links.py", "dates.py", "vocab.py", "assembly.py",
@@ -77,14 +77,15 @@ def stub(path: str, item: dict[str, Any], iris: DataIris) -> tuple[MappedEntity,
 
 
 def write(path: Path, fp: str, entries: dict[str, dict[str, Any]],
-          audits: dict[str, dict[str, Any]] | None = None) -> None:
+          audits: dict[str, dict[str, Any]] | None = None, triples: int | None = None) -> None:
     """Write a manifest (pickled plain data: it is the store's own cache, read by nobody else,
     and pickle is ~10x faster than JSON here, which matters for a one-file rebuild).
-    ``audits``: per audit file, what its graph was made from (see build.AuditCache)."""
+    ``audits``: per audit file, what its graph was made from (see audit_cache.py); ``triples``:
+    the quads the dataset description states (the next build adds what it changes)."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
-        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {}}, fh,
-                    protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {},
+                     "triples": triples}, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
     # the blobs alone, beside it: garbage collection of kept sources reads only these
     blobs = path.with_name(path.name + ".blobs")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyoxigraph import Literal, NamedNode, Quad, Store
 
-from . import diff as diff_module, manifest, pins
+from . import diff as diff_module, pins
 from .assembly import entity_graphs
 from .build import (BuildResult, PageWriter, PinLoad, Progress, blobs_of_build, load_pin, previous_build_for)
 from .dataset import CORPUS_TITLE
@@ -118,8 +118,7 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
         def write_manifests(final: Path) -> None:
             for k, load in loads.items():
                 where = final if k == current_key else pins.pins_dir(final) / k
-                manifest.write(manifest.manifest_path(where), load.fingerprint, load.manifest_entries(),
-                               load.analysis.audits.entries)
+                load.write_manifest(where)
 
         path = nb.commit(on_complete=write_manifests, blobs_of=blobs_of_build, optimize=cur.previous is None)
     return PinsResult(cur.analysis, path, cur.triples, cur.by_type, cur.analysis.seconds, time.perf_counter() - t0,

@@ -31,14 +31,15 @@ class SourceFile:
 
     __slots__ = ("path", "blob", "_data", "_full")
 
-    def __init__(self, path: str, data: bytes | None, blob: str, full: Path | None = None):
+    def __init__(self, path: str, data: bytes | None, blob: str, full: str | None = None):
         self.path, self.blob, self._data, self._full = path, blob, data, full
 
     @property
     def data(self) -> bytes:
         if self._data is None:
             assert self._full is not None
-            self._data = self._full.read_bytes()
+            with open(self._full, "rb") as fh:
+                self._data = fh.read()
         return self._data
 
     def __repr__(self) -> str:
@@ -111,29 +112,23 @@ class FolderSource(CorpusSource):
 
     def files(self, root: str) -> Iterator[SourceFile]:
         base = self.root / root
-        if not base.is_dir():
-            return
-        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.endswith(".md"):
-                    continue
-                full = Path(dirpath) / name
-                rel = f"{root}/{full.relative_to(base).as_posix()}"
-                yield from self._file(full, rel)
+        if base.is_dir():
+            for rel, entry in markdown_entries(str(base), root):
+                yield from self._file(entry, rel)
 
-    def _file(self, full: Path, rel: str) -> Iterator[SourceFile]:
+    def _file(self, entry: os.DirEntry, rel: str) -> Iterator[SourceFile]:
+        link = entry.is_symlink()
         try:
-            st = full.stat()
+            st = entry.stat()   # one stat (of the link's target for a link)
         except OSError:
             st = None
         key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         seen = self.known.get(rel)
-        if key is not None and seen is not None and seen[0] == key and not full.is_symlink():
+        if key is not None and seen is not None and seen[0] == key and not link:
             self.stats[rel] = key
-            yield SourceFile(rel, None, seen[1], full)
+            yield SourceFile(rel, None, seen[1], entry.path)
             return
-        data = self._read(full, rel)
+        data = self._read(Path(entry.path), rel)
         if data is None:
             return
         if key is not None and max(key[1], key[2]) < self.started_ns - RACY_NS:
@@ -155,6 +150,30 @@ class FolderSource(CorpusSource):
                                          str(size), rule="file-too-large"))
             return None
         return full.read_bytes()
+
+
+def markdown_entries(folder: str, rel: str) -> Iterator[tuple[str, os.DirEntry]]:
+    """(path ``rel/…``, directory entry) of the ``.md`` files under ``folder``: its files in name
+    order, then its folders'. ``os.scandir`` and strings, not pathlib, whose objects cost ~0.1 ms
+    a file (most of the listing of a one-edit rebuild). Links to folders are not followed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subfolders = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.is_symlink():
+                subfolders.append(entry)
+        elif entry.name.endswith(".md"):
+            yield f"{rel}/{entry.name}", entry
+    for entry in subfolders:
+        yield from markdown_entries(entry.path, f"{rel}/{entry.name}")
 
 
 class GitSource(CorpusSource):

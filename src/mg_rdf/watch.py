@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .build import build
 from .problems import MgRdfError
-from .source import AUDIT_ROOT, ENTITY_ROOT, FolderSource
+from .source import AUDIT_ROOT, ENTITY_ROOT, FolderSource, markdown_entries
 from .vocab import DataIris
 
 log = logging.getLogger("mg_rdf.watch")
@@ -26,12 +26,12 @@ def folder_state(corpus: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime_ns) of every Markdown file the build reads."""
     out = {}
     for root in (ENTITY_ROOT, AUDIT_ROOT):
-        for p in (corpus / root).rglob("*.md"):
+        for rel, entry in markdown_entries(str(corpus / root), root):
             try:
-                st = p.stat()
+                st = entry.stat()
             except OSError:
                 continue
-            out[str(p)] = (st.st_size, st.st_mtime_ns)
+            out[rel] = (st.st_size, st.st_mtime_ns)
     return out
 
 

@@ -77,7 +77,7 @@ def partitions(head_analysis, iris):
     out = []
     for types in validation.PARTITIONS:
         mine = [e for e in head_analysis.entities if e.type in types]
-        out.append((types, validation._data_graph(mine, index, iris)))
+        out.append((types, validation._data_graph(mine, index, iris)[0]))
     return out
 
 

@@ -42,8 +42,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import pyshacl
-from pyshacl.shape import Shape
 from pyoxigraph import NamedNode, Quad, RdfFormat, serialize
 from rdflib import Graph, URIRef
 from rdflib.namespace import RDF
@@ -57,7 +55,7 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem
 from .reader import read_entity
 from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
-from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, _to_rdflib, validate
+from .validation import _IRI_CACHE, ShaclOutcome, _problems, _to_rdflib, run_shacl, validate
 from .vocab import MG, DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool
@@ -217,45 +215,12 @@ def _validate(typed: list[MappedEntity], predicted: dict[str, str],
                 assumed.append((m.path, target, kind))
             if kind is not None:
                 g.add((URIRef(iris.entity(target)), RDF.type, URIRef(MG + schema.TYPES[kind].cls)))
-    types = tuple(sorted({m.type for m in typed}))
-    _only_focus(focus)
-    try:
-        conforms, results, _ = pyshacl.validate(
-            g, shacl_graph=_shapes_graph(types), inference="none", inplace=True,
-            advanced=False, allow_warnings=True, allow_infos=True)
-    finally:
-        _only_focus(None)
+    conforms, results = run_shacl(g, focus, tuple(sorted({m.type for m in typed})))
     by_path: dict[str, list[Problem]] = {m.path: [] for m in typed}
     if not conforms:
         for p in _problems(results, {m.iri.value: m for m in typed}, iris):
             by_path[p.path].append(p)
     return by_path, assumed
-
-
-_FOCUS: set | None = None
-
-
-def _only_focus(nodes: set | None) -> None:
-    """Make pyshacl's target selection keep only ``nodes`` (None: all, as usual).
-
-    A chunk's data graph types the entities its files refer to, so a referenced entity of a
-    type the chunk validates, but in another chunk, is a focus node too: pyshacl would check
-    it (it has nothing but its type) and report every required field missing; those results
-    were thrown away, at ~40% of the chunk's SHACL time. Only the top-level target selection
-    (``Shape.focus_nodes``) is narrowed; value nodes checked through sh:node, sh:or etc. are
-    not (pyshacl's own ``focus_nodes`` option would filter those too, and change results).
-    """
-    global _FOCUS
-    if nodes is not None and not getattr(Shape.focus_nodes, "_mg_rdf", False):
-        original = Shape.focus_nodes
-
-        def focus_nodes(self, data_graph, debug=False):   # type: ignore[no-untyped-def]
-            found = original(self, data_graph, debug=debug)
-            return found if _FOCUS is None else {n for n in found if n in _FOCUS}
-
-        focus_nodes._mg_rdf = True   # type: ignore[attr-defined]
-        Shape.focus_nodes = focus_nodes   # type: ignore[method-assign]
-    _FOCUS = nodes
 
 
 class _Feed(io.RawIOBase):

@@ -55,7 +55,7 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem
 from .reader import read_entity
 from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
-from .validation import _IRI_CACHE, ShaclOutcome, _problems, _to_rdflib, run_shacl, validate
+from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, _to_rdflib, run_shacl, validate
 from .vocab import MG, DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool

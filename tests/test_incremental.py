@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -10,11 +11,12 @@ import pytest
 from pyoxigraph import Store
 
 from conftest import ROOT
-from mg_rdf.build import build
+from mg_rdf.build import BuildMemory, BuildRefused, build
 from mg_rdf.dump import dump_bytes
 from mg_rdf import source as source_module
+from mg_rdf import store as store_module
 from mg_rdf.source import FolderSource
-from mg_rdf.store import current_build
+from mg_rdf.store import WorkingCopy, current_build
 from mg_rdf.vocab import DataIris
 from mg_rdf.wikidata_links import linkset_graph
 
@@ -32,8 +34,8 @@ def problems(result) -> list:
     return result.analysis.sorted_problems()
 
 
-def check_same_as_full(corpus: Path, inc_store: Path, tmp_path: Path, label: str):
-    inc = build(FolderSource(corpus), inc_store, IRIS, workers=1)
+def check_same_as_full(corpus: Path, inc_store: Path, tmp_path: Path, label: str, memory: BuildMemory | None = None):
+    inc = build(FolderSource(corpus), inc_store, IRIS, workers=1, memory=memory)
     full_store = tmp_path / f"full-{label}"
     full = build(FolderSource(corpus), full_store, IRIS, workers=1, full=True)
     assert inc.incremental and not full.incremental
@@ -48,63 +50,71 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-@pytest.mark.parametrize("trust_stats", [False, True], ids=["hashing", "stat-cache"])
-def test_incremental_equals_full_after_edits_additions_deletions_and_renames(tmp_path, monkeypatch, trust_stats):
+@pytest.mark.parametrize("trust_stats,remember", [(False, False), (True, False), (True, True)],
+                         ids=["hashing", "stat-cache", "remembered"])
+def test_incremental_equals_full_after_edits_additions_deletions_and_renames(tmp_path, monkeypatch, trust_stats,
+                                                                            remember):
+    """``remembered``: as the watcher builds, keeping what it knows between builds (BuildMemory)."""
     if trust_stats:
         # trust a file's stat however recently it changed, so unchanged files are never re-read
         # here (normally a file changed < 2 s before a build is hashed again by the next one)
         monkeypatch.setattr(source_module, "RACY_NS", 0)
+    memory = BuildMemory() if remember else None
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "entities", corpus / "entities")
     store = tmp_path / "store"
-    first = build(FolderSource(corpus), store, IRIS, workers=1)
+    first = build(FolderSource(corpus), store, IRIS, workers=1, memory=memory)
     assert not first.incremental
 
     # nothing changed: nothing is mapped again
-    same = check_same_as_full(corpus, store, tmp_path, "unchanged")
+    same = check_same_as_full(corpus, store, tmp_path, "unchanged", memory)
     assert same.rebuilt == 0
+    if memory is not None:
+        assert memory.build_dir == current_build(store) and memory.copy is not None and memory.stubs
 
     # an edit of one entity's name, tags and a reference
     org = corpus / "entities/organizations/org-edri.md"
     edit(org, "tags: [", "tags: [brand-new-tag, ")
     edit(org, "name: ", "name: Renamed ")
-    r = check_same_as_full(corpus, store, tmp_path, "edit")
+    r = check_same_as_full(corpus, store, tmp_path, "edit", memory)
     assert r.rebuilt < 10
 
     # a reference to an id that does not exist yet, then the entity it names is added
     camp = corpus / "entities/campaigns/camp-access-now-ban-biometric-surveillance-global-2021-ongoing.md"
     edit(camp, "participating_orgs: [", "participating_orgs: [org-new-member, ")
-    check_same_as_full(corpus, store, tmp_path, "dangling")
+    check_same_as_full(corpus, store, tmp_path, "dangling", memory)
     new = (corpus / "entities/organizations/org-access-now.md").read_text()
     new = new.replace("id: org-access-now", "id: org-new-member").replace("name: Access Now", "name: New Member")
     (corpus / "entities/organizations/org-new-member.md").write_text(new)
-    r = check_same_as_full(corpus, store, tmp_path, "addition")
+    r = check_same_as_full(corpus, store, tmp_path, "addition", memory)
     assert r.rebuilt >= 2, "the campaign pointing at the new id is mapped again for its reverse link"
 
     # a deletion of an entity others point to
     (corpus / "entities/persons/person-hamid-khan.md").unlink()
-    check_same_as_full(corpus, store, tmp_path, "deletion")
+    check_same_as_full(corpus, store, tmp_path, "deletion", memory)
 
     # a rename: same content under a new file name and id
     old = corpus / "entities/strategies/strat-ban-not-regulate.md"
     text = old.read_text().replace("id: strat-ban-not-regulate", "id: strat-prohibition-over-regulation")
     old.unlink()
     (corpus / "entities/strategies/strat-prohibition-over-regulation.md").write_text(text)
-    check_same_as_full(corpus, store, tmp_path, "rename")
+    check_same_as_full(corpus, store, tmp_path, "rename", memory)
 
     # a file that becomes unreadable, then readable again
     broken = corpus / "entities/messages/msg-banbs.md"
     good = broken.read_text()
     broken.write_text(good.replace("name: ", "name: a: b ", 1))
-    check_same_as_full(corpus, store, tmp_path, "broken")
+    check_same_as_full(corpus, store, tmp_path, "broken", memory)
     broken.write_text(good)
-    check_same_as_full(corpus, store, tmp_path, "repaired")
+    check_same_as_full(corpus, store, tmp_path, "repaired", memory)
 
 
 @pytest.mark.corpus
-def test_incremental_equals_full_with_audits(corpus_dir, tmp_path):
+@pytest.mark.parametrize("remember", [False, True], ids=["from-disk", "remembered"])
+def test_incremental_equals_full_with_audits(corpus_dir, tmp_path, remember):
     """Audits depend on their entity's file (stale flag) and on the entities they cite: an
     incremental build re-reads only the audits whose inputs changed, and must still agree."""
+    memory = BuildMemory() if remember else None
     corpus = tmp_path / "corpus"
     for folder in ("campaigns", "organizations"):
         shutil.copytree(corpus_dir / "entities" / folder, corpus / "entities" / folder)
@@ -114,21 +124,21 @@ def test_incremental_equals_full_with_audits(corpus_dir, tmp_path):
         if audit.stem in ids:
             shutil.copy(audit, corpus / "audits" / audit.name)
     store = tmp_path / "store"
-    build(FolderSource(corpus), store, IRIS, workers=1)
+    build(FolderSource(corpus), store, IRIS, workers=1, memory=memory)
 
     audited = sorted(p.stem for p in (corpus / "audits").glob("*.md"))
     edited = corpus / "entities" / "organizations" / f"{[a for a in audited if a.startswith('org-')][0]}.md"
     edit(edited, "\nname: ", "\nname: Edited ")            # its audit becomes stale
-    r = check_same_as_full(corpus, store, tmp_path, "audited entity edited")
+    r = check_same_as_full(corpus, store, tmp_path, "audited entity edited", memory)
     assert r.rebuilt == 1
     gone = corpus / "entities" / "campaigns" / f"{[a for a in audited if a.startswith('camp-')][0]}.md"
     gone.unlink()                                           # its audit becomes an orphan
-    check_same_as_full(corpus, store, tmp_path, "audited entity deleted")
+    check_same_as_full(corpus, store, tmp_path, "audited entity deleted", memory)
     audit = corpus / "audits" / f"{audited[-1]}.md"
     edit(audit, "Decision: ", "Decision:  ")                # an audit file edited
-    check_same_as_full(corpus, store, tmp_path, "audit edited")
+    check_same_as_full(corpus, store, tmp_path, "audit edited", memory)
     (corpus / "audits" / f"{audited[-2]}.md").unlink()     # an audit removed
-    check_same_as_full(corpus, store, tmp_path, "audit removed")
+    check_same_as_full(corpus, store, tmp_path, "audit removed", memory)
 
 
 def test_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
@@ -242,3 +252,77 @@ def test_incremental_count_equals_the_store(tmp_path, monkeypatch):
     edit(org, "tags: [", "tags: [brand-new-tag, ")
     r = build(FolderSource(corpus), store, IRIS, workers=1)
     assert r.incremental and (r.triples, r.triples) == stated_and_counted(store)
+
+
+def test_remembered_state_is_not_trusted_once_another_build_is_current(tmp_path, monkeypatch):
+    """A watcher keeps the manifest and a working copy of the build it made; when another build
+    made ``current`` meanwhile, its next build reads that build's manifest from disk and copies
+    that build, letting go of its own copy."""
+    from mg_rdf import manifest
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    memory = BuildMemory()
+    build(FolderSource(corpus), store, IRIS, workers=1, memory=memory)
+    org = corpus / "entities/organizations/org-edri.md"
+    edit(org, "name: ", "name: Watched ")
+    read: list[Path] = []
+    real_read = manifest.read_all
+    monkeypatch.setattr(manifest, "read_all", lambda path, fp: read.append(path) or real_read(path, fp))
+    check_same_as_full(corpus, store, tmp_path, "remembered", memory)
+    assert read == [], "the watcher's own last build: its manifest is remembered, not read"
+    own_copy = memory.copy.directory
+    assert own_copy.is_dir()
+
+    edit(org, "name: Watched ", "name: Elsewhere ")
+    other = build(FolderSource(corpus), store, IRIS, workers=1)   # another process's build
+    assert memory.build_dir != current_build(store) == other.store_path
+    read.clear()
+    edit(org, "name: Elsewhere ", "name: Watched again ")
+    r = check_same_as_full(corpus, store, tmp_path, "after another build", memory)
+    assert read[0] == manifest.manifest_path(other.store_path), "the other build's manifest, from disk"
+    assert r.rebuilt == 1
+    assert not own_copy.exists() and memory.copy.directory.is_dir()
+    assert memory.build_dir == current_build(store) == r.store_path
+
+
+def test_a_failed_build_leaves_nothing_remembered(tmp_path):
+    """A build refused after it changed the working copy (here: --strict) must not leave that
+    copy for the next build: an entity it removed comes back with its file."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    memory = BuildMemory()
+    build(FolderSource(corpus), store, IRIS, workers=1, memory=memory)
+    before = current_build(store)
+    gone = corpus / "entities/persons/person-hamid-khan.md"
+    text = gone.read_text()
+    gone.unlink()
+    with pytest.raises(BuildRefused):
+        build(FolderSource(corpus), store, IRIS, workers=1, strict=True, memory=memory)
+    assert current_build(store) == before
+    assert memory.copy is None and memory.build_dir is None
+    assert list((store / "builds").glob(".work-*")) == []
+    gone.write_text(text)
+    check_same_as_full(corpus, store, tmp_path, "after a refused build", memory)
+
+
+def test_abandoned_working_copies_are_removed(tmp_path):
+    """A working copy whose owner is gone (its lock free) is removed by the next build of any
+    process; one whose owner is alive is left alone."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    live = WorkingCopy(store / "builds", current_build(store))
+    dead = WorkingCopy(store / "builds", current_build(store))
+    dead.store = None
+    os.close(dead._owner)   # as when its process ends: the lock goes, the folder stays
+    store_module._held_locks.discard(dead._owner)
+    dead._owner = None
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    assert not dead.directory.exists()
+    assert live.directory.is_dir() and len(live.store) > 0
+    live.close()
+    assert not live.directory.exists()

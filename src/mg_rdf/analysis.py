@@ -119,7 +119,7 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
             previous: dict[str, dict] | None = None,
             previous_audits: dict[str, dict] | None = None,
             before_audits: Callable[[Analysis], None] | None = None,
-            background_audits: bool = False) -> Analysis:
+            background_audits: bool = False, stubs: dict[str, tuple] | None = None) -> Analysis:
     """Read, parse, map and check a corpus; run SHACL unless ``shacl`` is False.
 
     With ``previous`` (the manifest entries of the last build, by path), files whose
@@ -132,6 +132,10 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
     With ``background_audits`` the audits are read in a forked process and ``analyse``
     returns at once: ``Analysis.join_audits`` waits for them (a build loads the entities
     meanwhile).
+
+    ``stubs``: a long-running builder's memo of the entities made from manifest entries (path ->
+    (BASE, entry, stub)), read and refilled here: an entry equal to the one a stub was made from
+    gives the same stub (~70 ms for the real corpus's 827 unchanged files, ~5 ms to compare).
     """
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
@@ -161,12 +165,13 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         return m if m.type in TYPES else None
 
     by_path: dict[str, MappedEntity] = {}
+    made: dict[str, tuple] = {}
     a.seconds["parse"] = a.seconds["map"] = 0.0   # accumulated per file by fresh()
     with timer("stubs"):  # the files left: unchanged since the previous build (their time, minus fresh's)
         for i, (path, f) in enumerate(sorted(files.items())):
             old = previous.get(path) if previous else None
             if old is not None and old["blob"] == f.blob:
-                m, problems, shacl_problems = manifest.stub(path, old, iris)
+                m, problems, shacl_problems = _stub(path, old, iris, stubs, made)
                 a.problems.extend(problems)
                 a.entries[path] = (m, problems)
                 cached_shacl[path] = shacl_problems
@@ -177,6 +182,9 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
             if progress and i % 50 == 0:
                 progress("parse", i, len(files))
     a.seconds["stubs"] -= a.seconds["parse"] + a.seconds["map"]
+    if stubs is not None:   # the memo keeps what this build made (paths gone or changed leave it)
+        stubs.clear()
+        stubs.update(made)
     with timer("check"):
         a.index = CorpusIndex(by_path.values())
         if previous is not None:
@@ -210,6 +218,20 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         if pending is not None:
             pending.cancel()
     return a
+
+
+def _stub(path: str, item: dict, iris: DataIris, memo: dict[str, tuple] | None,
+          made: dict[str, tuple]) -> tuple[MappedEntity, list[Problem], list[Problem]]:
+    """``manifest.stub``, or the stub the memo made from an equal entry (nothing changes a stub
+    once made; its problem lists are handed out as copies)."""
+    known = memo.get(path) if memo is not None else None
+    if known is not None and known[0] == iris.base and known[1] == item:
+        stub = known[2]
+    else:
+        stub = manifest.stub(path, item, iris)
+    made[path] = (iris.base, item, stub)
+    m, problems, shacl = stub
+    return m, list(problems), list(shacl)
 
 
 def _affected_stubs(index: CorpusIndex, previous: dict[str, dict]) -> list[str]:

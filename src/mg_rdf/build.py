@@ -25,7 +25,7 @@ from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
 from .problems import MgRdfError
 from .schema import TYPES
 from .source import CorpusSource
-from .store import StoreWriter, current_build, new_build
+from .store import StoreWriter, WorkingCopy, current_build, new_build
 from .validation import PendingValidation
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 from .wikidata_links import LINKS_PATH, linkset_graph, sameas_quads
@@ -43,6 +43,7 @@ class BuildResult:
     wall: float          # end-to-end seconds (validation overlaps the load)
     incremental: bool = False   # built on the previous store, re-reading only changed files
     rebuilt: int = 0            # entities mapped and validated again
+    swapped: float | None = None   # seconds from the start until STORE/current named this build
 
 
 class BuildRefused(MgRdfError):
@@ -105,16 +106,71 @@ class PinLoad:
     def manifest_entries(self) -> dict[str, dict]:
         return _entries(self.analysis, self.previous)
 
-    def write_manifest(self, build_dir: Path) -> None:
+    def write_manifest(self, build_dir: Path) -> dict[str, Any]:
         """The manifest of this pin's database (``build_dir``), for the next build to start from."""
-        manifest.write(manifest.manifest_path(build_dir), self.fingerprint, self.manifest_entries(),
-                       with_stats(self.analysis.audits.entries, self.analysis.source), self.triples)
+        return manifest.write(manifest.manifest_path(build_dir), self.fingerprint, self.manifest_entries(),
+                              with_stats(self.analysis.audits.entries, self.analysis.source), self.triples)
+
+
+class BuildMemory:
+    """What a long-running builder (``serve --watch``) keeps between its builds of one store: the
+    last build it made, that build's manifest as written, a working copy of its database kept
+    open (store.WorkingCopy), and the manifest entries it turned into entities.
+
+    Trusted only for the build it was made by: when ``STORE/current`` (or the pin the next
+    build starts from) is another build — another process built meanwhile — or the code,
+    shapes or provenance changed, the next build reads the manifest from disk and copies that
+    build as any build does. A build that fails drops everything (its working copy may be
+    half-changed); only a completed one is remembered."""
+
+    def __init__(self) -> None:
+        self.build_dir: Path | None = None
+        self.fingerprint: str | None = None
+        self.manifest: dict[str, Any] | None = None
+        self.copy: WorkingCopy | None = None
+        self.stubs: dict[str, tuple] = {}   # path -> (base, manifest entry, its stub): see analysis.analyse
+
+    def manifest_for(self, previous_dir: Path, fp: str) -> dict[str, Any] | None:
+        """The remembered manifest, if it is that of ``previous_dir`` under fingerprint ``fp``."""
+        if self.build_dir is not None and self.build_dir == previous_dir and self.fingerprint == fp:
+            return self.manifest
+        return None
+
+    def working_copy(self, previous_dir: Path, builds: Path) -> WorkingCopy:
+        """A working copy of ``previous_dir`` to write the next build into: the remembered one when
+        it is a copy of that build, else a new one. Until ``keep``, nothing is remembered."""
+        if self.copy is None or self.build_dir != previous_dir:
+            self.close_copy()
+            self.copy = WorkingCopy(builds, previous_dir)
+        self.build_dir = self.manifest = None   # the copy is about to change
+        return self.copy
+
+    def keep(self, build_dir: Path, fp: str, written: dict[str, Any], copy: WorkingCopy | None) -> None:
+        """Remember a completed build. ``copy``: the working copy it was written into (now a copy
+        of it), or None when it was written otherwise: then a working copy of it is made now (under
+        the store's lock, after the swap) for the next build."""
+        if copy is None or copy is not self.copy:
+            self.close_copy()
+            try:
+                self.copy = WorkingCopy(build_dir.parent, build_dir)
+            except MgRdfError:
+                pass   # the build is done all the same; the next one makes a copy (or says why not)
+        self.build_dir, self.fingerprint, self.manifest = build_dir, fp, written
+
+    def forget(self) -> None:
+        self.build_dir = self.fingerprint = self.manifest = None
+        self.close_copy()
+
+    def close_copy(self) -> None:
+        if self.copy is not None:
+            self.copy.close()
+            self.copy = None
 
 
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
           workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
           progress: Progress | None = None, pages: PageWriter | None = None,
-          stream: bool | None = None) -> BuildResult:
+          stream: bool | None = None, memory: BuildMemory | None = None) -> BuildResult:
     """Build ``source`` into a new store at ``store_path`` and swap it in when complete.
 
     When the store already holds a build of the same corpus made by the same code,
@@ -125,16 +181,27 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     layer's ``page_data.write``, given by ``mg-rdf build --pages``; costly: see DESIGN.md).
     A full build of a large corpus streams (stream.py: from ``stream.STREAM_FROM`` files);
     ``stream=False`` never streams, ``stream=True`` always does, and makes the build a full one.
+    ``memory``: what a long-running builder keeps between its builds (``BuildMemory``).
     """
     t0 = time.perf_counter()
     prev_dir = current_build(store_path) if store_path.is_dir() else None
-    with new_build(store_path) as nb:
-        pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
-                       strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
-                       pages=pages, stream=stream)
-        path = nb.commit(on_complete=pin.write_manifest, blobs_of=blobs_of_build, optimize=pin.previous is None)
+    written: list[dict[str, Any]] = []
+    try:
+        with new_build(store_path) as nb:
+            pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
+                           strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
+                           pages=pages, stream=stream, memory=memory)
+            path = nb.commit(on_complete=lambda final: written.append(pin.write_manifest(final)),
+                             blobs_of=blobs_of_build, optimize=pin.previous is None)
+            if memory is not None:
+                memory.keep(path, pin.fingerprint, written[0], nb.main.working)
+    except BaseException:
+        if memory is not None:
+            memory.forget()
+        raise
     return BuildResult(pin.analysis, path, pin.triples, pin.by_type, pin.analysis.seconds,
-                       time.perf_counter() - t0, incremental=pin.previous is not None, rebuilt=pin.rebuilt)
+                       time.perf_counter() - t0, incremental=pin.previous is not None, rebuilt=pin.rebuilt,
+                       swapped=None if nb.swapped is None else nb.swapped - t0)
 
 
 def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool = False,
@@ -199,15 +266,20 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
 def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
              title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
-             pages: PageWriter | None = None, stream: bool | None = False) -> PinLoad:
+             pages: PageWriter | None = None, stream: bool | None = False,
+             memory: BuildMemory | None = None) -> PinLoad:
     """Analyse ``source`` and write it into ``writer``'s database: a copy of ``previous_dir``
     with the changed files' graphs replaced when its manifest fits, else a full load (streamed
     through worker processes with ``stream``, or with ``stream=None`` when the corpus is large:
-    stream.py)."""
+    stream.py). ``memory``: see ``BuildMemory`` (the working copy replaces the copy)."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     fp = manifest.fingerprint(iris, source.provenance)
-    whole = None if full or previous_dir is None else manifest.read_all(manifest.manifest_path(previous_dir), fp)
+    whole = None
+    if not full and previous_dir is not None:
+        whole = memory.manifest_for(previous_dir, fp) if memory is not None else None
+        if whole is None:
+            whole = manifest.read_all(manifest.manifest_path(previous_dir), fp)
     previous = None if whole is None else whole["entities"]
     if previous is None and stream is None:
         from .stream import worth_streaming
@@ -226,7 +298,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
     try:
         a = analyse(source, iris, shacl=False, progress=progress, previous=previous,
                     previous_audits=None if whole is None else whole.get("audits"), before_audits=start_shacl,
-                    background_audits=True)
+                    background_audits=True, stubs=None if memory is None else memory.stubs)
         pending = started_shacl[0]
         if not a.index or not a.index.by_id:
             raise MgRdfError(f"{source.provenance.location}: no entity could be read; the previous store is unchanged")
@@ -236,8 +308,11 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
         incremental = previous is not None and previous_dir is not None
         counted: _CountedChanges | None = None
         with timer("load"):
-            if incremental:
+            if incremental and memory is not None:
+                store = writer.open_working(memory.working_copy(previous_dir, writer.directory.parent))
+            elif incremental:
                 store = writer.open_copy(previous_dir)
+            if incremental:
                 counted = _CountedChanges(store, whole.get("triples"), _meta_graphs(iris))
                 for g in _graphs_to_replace(previous, a, iris):
                     counted.remove_graph(g)
@@ -272,6 +347,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 store.extend(meta)   # a few thousand quads: a transaction beats a bulk load's SST files
             else:
                 writer.load(meta)
+            writer.seal()
         if pages is not None:
             with timer("pages"):
                 _write_pages(pages, store, writer, a, iris, previous_dir, previous, fresh_ids)

@@ -77,21 +77,23 @@ def stub(path: str, item: dict[str, Any], iris: DataIris) -> tuple[MappedEntity,
 
 
 def write(path: Path, fp: str, entries: dict[str, dict[str, Any]],
-          audits: dict[str, dict[str, Any]] | None = None, triples: int | None = None) -> None:
+          audits: dict[str, dict[str, Any]] | None = None, triples: int | None = None) -> dict[str, Any]:
     """Write a manifest (pickled plain data: it is the store's own cache, read by nobody else,
     and pickle is ~10x faster than JSON here, which matters for a one-file rebuild).
     ``audits``: per audit file, what its graph was made from (see audit_cache.py); ``triples``:
-    the quads the dataset description states (the next build adds what it changes)."""
+    the quads the dataset description states (the next build adds what it changes). Returns
+    what it wrote (what ``read_all`` gives back)."""
+    data = {"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {}, "triples": triples}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
-        pickle.dump({"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {},
-                     "triples": triples}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
     # the blobs alone, beside it: garbage collection of kept sources reads only these
     blobs = path.with_name(path.name + ".blobs")
     tmp = blobs.with_name(blobs.name + f".tmp{os.getpid()}")
     tmp.write_text("\n".join(sorted({item["blob"] for item in entries.values()})))
     os.replace(tmp, blobs)
+    return data
 
 
 def _load(path: Path) -> dict[str, Any] | None:

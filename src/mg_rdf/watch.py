@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from .build import build
+from .build import BuildMemory, build
 from .problems import MgRdfError
 from .source import AUDIT_ROOT, ENTITY_ROOT, FolderSource, markdown_entries
 from .vocab import DataIris
@@ -44,6 +44,8 @@ class CorpusWatcher(threading.Thread):
         self.stopping = threading.Event()
         self.builds = 0
         self.last_seconds: float | None = None
+        self.last_swapped: float | None = None   # of the last build: seconds until it was current
+        self.memory = BuildMemory()   # kept between builds (build.BuildMemory says when it is trusted)
 
     def run(self) -> None:
         state = folder_state(self.corpus)
@@ -59,15 +61,17 @@ class CorpusWatcher(threading.Thread):
         try:
             kwargs = {"title": self.title} if self.title else {}
             result = build(FolderSource(self.corpus, commit=self.commit), self.store, self.iris, strict=self.strict,
-                           workers=1, **kwargs)
+                           workers=1, memory=self.memory, **kwargs)
         except MgRdfError as e:
             log.warning("corpus change not applied: %s", e)
             return
         self.builds += 1
         self.last_seconds = time.perf_counter() - t0
+        self.last_swapped = result.swapped
         a = result.analysis
-        log.warning("applied a corpus change in %.3f s (%d entities re-read; %d violations, %d warnings)",
-                    self.last_seconds, result.rebuilt, a.violations, a.warnings)
+        log.warning("applied a corpus change in %.3f s, serving it after %.3f s (%d entities re-read; "
+                    "%d violations, %d warnings)", self.last_seconds, result.swapped or 0.0, result.rebuilt,
+                    a.violations, a.warnings)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -229,16 +229,16 @@ def test_a_killed_build_never_corrupts_or_half_replaces_the_store(corpus_dir, tm
 def test_a_forked_worker_does_not_keep_the_build_lock(tmp_path):
     """SHACL and audit workers are forked while the build holds the store's lock; one that
     outlives its build (killed a moment ago) must not make the next build wait or fail."""
-    from mg_rdf.store import _lock
+    from mg_rdf.store import build_lock
 
-    with _lock(tmp_path):
+    with build_lock(tmp_path):
         pid = os.fork()
         if pid == 0:   # the worker: lives on after the build lets go
             time.sleep(3)
             os._exit(0)
     try:
         t0 = time.monotonic()
-        with _lock(tmp_path):
+        with build_lock(tmp_path):
             pass
         assert time.monotonic() - t0 < 1, "the forked worker still held the lock"
     finally:

@@ -326,3 +326,38 @@ def test_abandoned_working_copies_are_removed(tmp_path):
     assert live.directory.is_dir() and len(live.store) > 0
     live.close()
     assert not live.directory.exists()
+
+
+def test_a_watcher_starts_from_the_current_build(tmp_path, monkeypatch):
+    """Before its first build a watcher takes the store's current build as remembered (manifest,
+    working copy, stubs), when it fits the corpus and this code; the first change is then
+    applied from memory, the same as a full build."""
+    import gc
+
+    from mg_rdf import manifest
+    from mg_rdf.watch import CorpusWatcher
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    assert not BuildMemory().recall(store, FolderSource(corpus), IRIS), "no build yet"
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    assert not BuildMemory().recall(store, FolderSource(corpus, commit="0" * 40), IRIS), "another provenance"
+
+    watcher = CorpusWatcher(corpus, store, IRIS)
+    assert watcher.memory.recall(store, watcher.source(), IRIS)
+    assert watcher.memory.build_dir == current_build(store) and watcher.memory.copy.directory.is_dir()
+    assert len(watcher.memory.stubs) == len(list((corpus / "entities").glob("*/*.md")))
+    read: list[Path] = []
+    real_read = manifest.read_all
+    monkeypatch.setattr(manifest, "read_all", lambda path, fp: read.append(path) or real_read(path, fp))
+    edit(corpus / "entities/organizations/org-edri.md", "name: ", "name: Watched ")
+    try:
+        watcher.rebuild()
+    finally:
+        gc.unfreeze()   # the watcher sets its heap aside between builds; not this test process's
+    assert read == [] and watcher.builds == 1
+    assert 0 < watcher.last_swapped < watcher.last_seconds
+    full = build(FolderSource(corpus), tmp_path / "full", IRIS, workers=1, full=True)
+    assert nquads(store) == nquads(full.store_path.parent.parent)
+    watcher.memory.forget()

@@ -225,7 +225,7 @@ def _stub(path: str, item: dict, iris: DataIris, memo: dict[str, tuple] | None,
     """``manifest.stub``, or the stub the memo made from an equal entry (nothing changes a stub
     once made; its problem lists are handed out as copies)."""
     known = memo.get(path) if memo is not None else None
-    if known is not None and known[0] == iris.base and known[1] == item:
+    if known is not None and known[0] == iris.base and (known[1] is item or known[1] == item):
         stub = known[2]
     else:
         stub = manifest.stub(path, item, iris)

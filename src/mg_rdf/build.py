@@ -25,7 +25,7 @@ from .dataset import CORPUS_TITLE, DatasetFacts, build_graph, dataset_graph
 from .problems import MgRdfError
 from .schema import TYPES
 from .source import CorpusSource
-from .store import StoreWriter, WorkingCopy, current_build, new_build
+from .store import StoreWriter, WorkingCopy, build_lock, current_build, new_build
 from .validation import PendingValidation
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 from .wikidata_links import LINKS_PATH, linkset_graph, sameas_quads
@@ -129,6 +129,28 @@ class BuildMemory:
         self.manifest: dict[str, Any] | None = None
         self.copy: WorkingCopy | None = None
         self.stubs: dict[str, tuple] = {}   # path -> (base, manifest entry, its stub): see analysis.analyse
+
+    def recall(self, store_path: Path, source: CorpusSource, iris: DataIris) -> bool:
+        """Before a first build: remember the current build of ``store_path`` as if this builder
+        had made it (its manifest read, a working copy made, its entries made into stubs), so
+        that the first change is applied as fast as the next. False (nothing remembered) when
+        no build there fits ``source`` and this code."""
+        self.forget()
+        prev = current_build(store_path) if store_path.is_dir() else None
+        if prev is None or previous_build_for(prev, source) != prev:
+            return False
+        fp = manifest.fingerprint(iris, source.provenance)
+        whole = manifest.read_all(manifest.manifest_path(prev), fp)
+        if whole is None:
+            return False
+        with build_lock(store_path):   # no build may take it for an abandoned copy while it is made
+            if current_build(store_path) != prev:
+                return False
+            self.copy = WorkingCopy(prev.parent, prev)
+        self.build_dir, self.fingerprint, self.manifest = prev, fp, whole
+        self.stubs = {path: (iris.base, item, manifest.stub(path, item, iris))
+                      for path, item in whole["entities"].items()}
+        return True
 
     def manifest_for(self, previous_dir: Path, fp: str) -> dict[str, Any] | None:
         """The remembered manifest, if it is that of ``previous_dir`` under fingerprint ``fp``."""
@@ -509,7 +531,15 @@ def with_stats(entries: dict[str, dict], source: CorpusSource) -> dict[str, dict
     stats = getattr(source, "stats", None)
     if stats is None:
         return entries
-    return {path: {**item, "stat": stats.get(path)} for path, item in entries.items()}
+    return {path: _with_stat(item, stats.get(path)) for path, item in entries.items()}
+
+
+def _with_stat(item: dict, stat: Any) -> dict:
+    """``item`` with ``stat``: the same object when it has that stat already (a watcher's stub memo
+    then finds an unchanged entry by identity, analysis._stub, instead of comparing it)."""
+    if "stat" in item and item["stat"] == stat:
+        return item
+    return {**item, "stat": stat}
 
 
 def _all_quads(a: Analysis, source: CorpusSource, iris: DataIris, audits: bool = True) -> Iterator[Quad]:

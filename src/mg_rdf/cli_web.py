@@ -115,7 +115,7 @@ def watch_child() -> None:
     # Ctrl-C reaches the whole process group: let a build in progress finish; the watcher ends
     # with the server (below).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watcher = CorpusWatcher(Path(corpus), Path(store), DataIris(base))
+    watcher = CorpusWatcher(Path(corpus), Path(store), DataIris(base), remember=mode != "once")
     if mode == "once":
         watcher.rebuild()
         return

@@ -96,7 +96,8 @@ os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 @contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold the store's build lock (waiting up to LOCK_WAIT for another build to finish)."""
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "lock", "w") as fh:
         deadline = time.monotonic() + LOCK_WAIT
@@ -365,9 +366,15 @@ def _collect_old_builds(path: Path, blobs_of: Callable[[Path], set[str] | None] 
         if blobs is None:
             return  # cannot tell what an old build needs: keep everything
         wanted |= blobs
-    for f in (path / "sources").glob("*/*"):
-        if f.name not in wanted and not f.name.startswith("."):
-            f.unlink(missing_ok=True)
+    for folder in os.scandir(path / "sources"):   # os.scandir: pathlib's glob took ~10 ms for ~1,400 files
+        if not folder.is_dir(follow_symlinks=False):
+            continue
+        for f in os.scandir(folder.path):
+            if f.name not in wanted and not f.name.startswith("."):
+                try:
+                    os.unlink(f.path)
+                except FileNotFoundError:
+                    pass
 
 
 @contextmanager
@@ -380,7 +387,7 @@ def new_build(path: Path) -> Iterator[NewBuild]:
         probe.unlink()
     except OSError as e:
         raise MgRdfError(f"{path}: the store path is not writable ({e.strerror})") from e
-    with _lock(path):
+    with build_lock(path):
         builds = path / "builds"
         builds.mkdir(exist_ok=True)
         for stale in builds.glob(".tmp-*"):  # also their .sources folders

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from mg_rdf.build import build
+from mg_rdf.build import BuildMemory, build
 from mg_rdf.source import FolderSource
 from mg_rdf.store import current_build
 from mg_rdf.vocab import DataIris
@@ -81,18 +81,21 @@ def _backlinks(sections: str) -> str:
     return sections[start:sections.index('</div>\n  </div>', start)]
 
 
-def test_incremental_builds_store_what_a_full_build_stores(tmp_path):
+@pytest.mark.parametrize("remember", [False, True], ids=["from-disk", "remembered"])
+def test_incremental_builds_store_what_a_full_build_stores(tmp_path, remember):
     """An edited entity changes its neighbours' backlinks: the incremental build redoes them
-    (and only what the edit touches), and every row equals a full build's."""
+    (and only what the edit touches), and every row equals a full build's. ``remembered``: built
+    as a watcher builds (BuildMemory: its working copy is checkpointed before the pages)."""
+    memory = BuildMemory() if remember else None
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "entities", corpus / "entities")
     store = tmp_path / "store"
-    build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write)
+    build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write, memory=memory)
     before = rows(store)
     assert CAMP not in _backlinks(before["org-big-brother-watch"]["sections"])
 
     def rebuild(label: str) -> dict[str, dict]:
-        inc = build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write)
+        inc = build(FolderSource(corpus), store, IRIS, workers=1, pages=page_data.write, memory=memory)
         assert inc.incremental
         full_store = tmp_path / f"full-{label}"
         build(FolderSource(corpus), full_store, IRIS, workers=1, full=True, pages=page_data.write)
@@ -120,6 +123,8 @@ def test_incremental_builds_store_what_a_full_build_stores(tmp_path):
 
     (corpus / "entities/persons/person-hamid-khan.md").unlink()   # pages linking to it show it missing
     rebuild("deletion")
+    if memory is not None:
+        memory.forget()
 
 
 def test_pages_without_stored_rows_are_made_from_the_store(sample_build, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import time
 from pathlib import Path
@@ -210,7 +211,7 @@ def stated_and_counted(store_dir: Path) -> tuple[int, int]:
     return stated[0], counted
 
 
-def test_incremental_count_equals_the_store(tmp_path, monkeypatch):
+def test_incremental_count_equals_the_store(tmp_path):
     """An incremental build states the previous count plus what its replaced graphs changed,
     without counting the whole store: it must be what a count of the store gives, after edits
     that add and remove quads, an addition and a deletion; and a manifest without a
@@ -242,13 +243,11 @@ def test_incremental_count_equals_the_store(tmp_path, monkeypatch):
     assert all(a != b for a, b in zip(counts, counts[1:])), f"every step changes the number of quads: {counts}"
 
     # an older manifest has no count: the next build counts the whole store instead
-    real_write = manifest.write
-    monkeypatch.setattr(manifest, "write", lambda *args: real_write(*args[:4]))
-    edit(org, "name: ", "name: Renamed ")
-    build(FolderSource(corpus), store, IRIS, workers=1)
-    monkeypatch.setattr(manifest, "write", real_write)
-    assert manifest.read_all(manifest.manifest_path(current_build(store)),
-                             manifest.fingerprint(IRIS, FolderSource(corpus).provenance))["triples"] is None
+    path = manifest.manifest_path(current_build(store))
+    data = pickle.loads(path.read_bytes())
+    del data["triples"]
+    path.write_bytes(pickle.dumps(data))
+    assert manifest.read_all(path, data["fingerprint"]) is not None
     edit(org, "tags: [", "tags: [brand-new-tag, ")
     r = build(FolderSource(corpus), store, IRIS, workers=1)
     assert r.incremental and (r.triples, r.triples) == stated_and_counted(store)
@@ -361,3 +360,25 @@ def test_a_watcher_starts_from_the_current_build(tmp_path, monkeypatch):
     full = build(FolderSource(corpus), tmp_path / "full", IRIS, workers=1, full=True)
     assert nquads(store) == nquads(full.store_path.parent.parent)
     watcher.memory.forget()
+
+
+def test_a_folder_read_by_a_given_listing(tmp_path):
+    """A watcher hands the build the look at the folder that found the change
+    (``folder_listing``): the build reads exactly those files, as it would have listed them."""
+    from mg_rdf.source import folder_listing
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    (corpus / "audits").mkdir()
+    (corpus / "audits" / "org-edri.md").write_text("# not an audit yet\n")
+    listing = folder_listing(corpus)
+    assert list(listing) == [f.path for root in ("entities", "audits") for f in FolderSource(corpus).files(root)]
+    late = corpus / "entities/organizations/org-late.md"
+    late.write_text((corpus / "entities/organizations/org-edri.md").read_text().replace("id: org-edri", "id: org-late"))
+    given = FolderSource(corpus, listing=listing)
+    seen = [f.path for f in given.entity_files()]
+    assert "entities/organizations/org-late.md" not in seen, "a file written after the look waits for the next one"
+    assert [f.path for f in given.audit_files()] == ["audits/org-edri.md"]
+    assert "entities/organizations/org-late.md" in [f.path for f in FolderSource(corpus).entity_files()]
+    assert ("entities/organizations/org-late.md" in folder_listing(corpus)
+            and folder_listing(corpus) != listing), "the next look sees it (and differs: a build follows)"

@@ -8,6 +8,7 @@ parse, map, checks, audits, SHACL) is ``analysis.analyse``.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -106,10 +107,39 @@ class PinLoad:
     def manifest_entries(self) -> dict[str, dict]:
         return _entries(self.analysis, self.previous)
 
+    def encode_manifest(self) -> manifest.Encoded:
+        """The manifest of this pin's database, for the next build to start from."""
+        return manifest.Encoded(self.fingerprint, self.manifest_entries(),
+                                with_stats(self.analysis.audits.entries, self.analysis.source), self.triples)
+
     def write_manifest(self, build_dir: Path) -> dict[str, Any]:
-        """The manifest of this pin's database (``build_dir``), for the next build to start from."""
-        return manifest.write(manifest.manifest_path(build_dir), self.fingerprint, self.manifest_entries(),
-                              with_stats(self.analysis.audits.entries, self.analysis.source), self.triples)
+        """Write the manifest beside the database ``build_dir``."""
+        return self.encode_manifest().write(manifest.manifest_path(build_dir))
+
+
+class _Encoding(threading.Thread):
+    """A pin's manifest encoded in a thread while the database is flushed (and a working copy
+    checkpointed): Oxigraph lets go of the GIL meanwhile, so pickling (~15-20 ms) costs no time."""
+
+    def __init__(self, pin: PinLoad):
+        super().__init__(name="mg-rdf-manifest", daemon=True)
+        self.pin = pin
+        self.encoded: manifest.Encoded | None = None
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.encoded = self.pin.encode_manifest()
+        except BaseException as e:   # noqa: BLE001 - handed to the build's thread by result()
+            self.error = e
+
+    def result(self) -> manifest.Encoded:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.encoded is not None
+        return self.encoded
 
 
 class BuildMemory:
@@ -213,8 +243,10 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
             pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
                            strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
                            pages=pages, stream=stream, memory=memory)
-            path = nb.commit(on_complete=lambda final: written.append(pin.write_manifest(final)),
-                             blobs_of=blobs_of_build, optimize=pin.previous is None)
+            encoding = _Encoding(pin)
+            path = nb.commit(on_complete=lambda final: written.append(
+                encoding.result().write(manifest.manifest_path(final))),
+                blobs_of=blobs_of_build, optimize=pin.previous is None)
             if memory is not None:
                 memory.keep(path, pin.fingerprint, written[0], nb.main.working)
     except BaseException:
@@ -371,8 +403,8 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 store.extend(meta)   # a few thousand quads: a transaction beats a bulk load's SST files
             else:
                 writer.load(meta)
-            writer.seal()
         if pages is not None:
+            writer.seal()   # a working copy becomes the database's directory, where the pages go
             with timer("pages"):
                 _write_pages(pages, store, writer, a, iris, previous_dir, previous, fresh_ids)
     finally:

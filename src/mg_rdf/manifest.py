@@ -76,6 +76,30 @@ def stub(path: str, item: dict[str, Any], iris: DataIris) -> tuple[MappedEntity,
     return e, [_unproblem(r) for r in item["problems"]], [_unproblem(r) for r in item["shacl"]]
 
 
+class Encoded:
+    """A manifest made ready to write: its data (what ``read_all`` gives back), pickled, and the
+    blobs of its entity files."""
+
+    def __init__(self, fp: str, entries: dict[str, dict[str, Any]],
+                 audits: dict[str, dict[str, Any]] | None = None, triples: int | None = None):
+        self.data = {"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {},
+                     "triples": triples}
+        self.pickled = pickle.dumps(self.data, protocol=pickle.HIGHEST_PROTOCOL)
+        self.blobs = "\n".join(sorted({item["blob"] for item in entries.values()}))
+
+    def write(self, path: Path) -> dict[str, Any]:
+        """Write it at ``path`` (and the blobs beside it); returns its data."""
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(self.pickled)
+        os.replace(tmp, path)
+        # the blobs alone, beside it: garbage collection of kept sources reads only these
+        blobs = path.with_name(path.name + ".blobs")
+        tmp = blobs.with_name(blobs.name + f".tmp{os.getpid()}")
+        tmp.write_text(self.blobs)
+        os.replace(tmp, blobs)
+        return self.data
+
+
 def write(path: Path, fp: str, entries: dict[str, dict[str, Any]],
           audits: dict[str, dict[str, Any]] | None = None, triples: int | None = None) -> dict[str, Any]:
     """Write a manifest (pickled plain data: it is the store's own cache, read by nobody else,
@@ -83,17 +107,7 @@ def write(path: Path, fp: str, entries: dict[str, dict[str, Any]],
     ``audits``: per audit file, what its graph was made from (see audit_cache.py); ``triples``:
     the quads the dataset description states (the next build adds what it changes). Returns
     what it wrote (what ``read_all`` gives back)."""
-    data = {"format": FORMAT, "fingerprint": fp, "entities": entries, "audits": audits or {}, "triples": triples}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    # the blobs alone, beside it: garbage collection of kept sources reads only these
-    blobs = path.with_name(path.name + ".blobs")
-    tmp = blobs.with_name(blobs.name + f".tmp{os.getpid()}")
-    tmp.write_text("\n".join(sorted({item["blob"] for item in entries.values()})))
-    os.replace(tmp, blobs)
-    return data
+    return Encoded(fp, entries, audits, triples).write(path)
 
 
 def _load(path: Path) -> dict[str, Any] | None:

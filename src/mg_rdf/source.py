@@ -96,7 +96,10 @@ class CorpusSource:
 class FolderSource(CorpusSource):
     """A corpus folder (holding ``entities/``), e.g. ../shared/corpus/movement-graph."""
 
-    def __init__(self, root: Path, commit: str | None = None, repository: str = DEFAULT_REPOSITORY):
+    def __init__(self, root: Path, commit: str | None = None, repository: str = DEFAULT_REPOSITORY,
+                 listing: Listing | None = None):
+        """``listing``: the folder as ``folder_listing`` saw it a moment ago (a watcher's last look,
+        which found the change): not listed and stat'ed again."""
         self.root = root.resolve()
         if not (self.root / ENTITY_ROOT).is_dir():
             raise MgRdfError(f"{root}: not a corpus folder (no {ENTITY_ROOT}/ inside)")
@@ -104,6 +107,7 @@ class FolderSource(CorpusSource):
         self.known: dict[str, tuple[StatKey, str]] = {}
         self.stats: dict[str, StatKey] = {}
         self.started_ns = time.time_ns()
+        self.listing = listing
 
     def remember(self, known: dict[str, tuple[StatKey, str]]) -> None:
         """What the last build saw: path -> (stat, blob). A file whose size, times and inode are
@@ -111,24 +115,19 @@ class FolderSource(CorpusSource):
         self.known.update(known)
 
     def files(self, root: str) -> Iterator[SourceFile]:
-        base = self.root / root
-        if base.is_dir():
-            for rel, entry in markdown_entries(str(base), root):
-                yield from self._file(entry, rel)
+        listing = self.listing if self.listing is not None else folder_listing(self.root, (root,))
+        prefix = root + "/"
+        for rel, (key, link) in listing.items():
+            if rel.startswith(prefix):
+                yield from self._file(os.path.join(self.root, rel), rel, key, link)
 
-    def _file(self, entry: os.DirEntry, rel: str) -> Iterator[SourceFile]:
-        link = entry.is_symlink()
-        try:
-            st = entry.stat()   # one stat (of the link's target for a link)
-        except OSError:
-            st = None
-        key = None if st is None else (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    def _file(self, full: str, rel: str, key: StatKey | None, link: bool) -> Iterator[SourceFile]:
         seen = self.known.get(rel)
         if key is not None and seen is not None and seen[0] == key and not link:
             self.stats[rel] = key
-            yield SourceFile(rel, None, seen[1], entry.path)
+            yield SourceFile(rel, None, seen[1], full)
             return
-        data = self._read(Path(entry.path), rel)
+        data = self._read(Path(full), rel)
         if data is None:
             return
         if key is not None and max(key[1], key[2]) < self.started_ns - RACY_NS:
@@ -150,6 +149,24 @@ class FolderSource(CorpusSource):
                                          str(size), rule="file-too-large"))
             return None
         return full.read_bytes()
+
+
+Listing = dict[str, tuple[StatKey | None, bool]]   # path -> (stat, or None if it fails; a symbolic link?)
+
+
+def folder_listing(root: Path, roots: tuple[str, ...] = (ENTITY_ROOT, AUDIT_ROOT)) -> Listing:
+    """Every ``.md`` file under ``root``'s folders ``roots``, in reading order, with its stat
+    (size, mtime, ctime, inode; one ``stat`` a file: a link's target's) and whether it is a link."""
+    out: Listing = {}
+    for name in roots:
+        for rel, entry in markdown_entries(str(root / name), name):
+            try:
+                st = entry.stat()
+                key: StatKey | None = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            except OSError:
+                key = None
+            out[rel] = (key, entry.is_symlink())
+    return out
 
 
 def markdown_entries(folder: str, rel: str) -> Iterator[tuple[str, os.DirEntry]]:

@@ -1,10 +1,11 @@
 """Watching a corpus folder while serving: each change becomes an incremental build.
 
-A background thread looks at the entity and audit files' (size, mtime) every
-``interval`` seconds; when they change it runs an incremental build into the
-served store. The build swaps the store atomically, so readers see the old
-build or the new one, never half of an edit; a build that fails (a broken file
-under --strict, a full disk) leaves the served store as it was. Between builds
+A background thread looks at the entity and audit files' stats every ``interval``
+seconds (source.folder_listing, which the build then takes as its listing of the
+folder); when they change it runs an incremental build into the served store.
+The build swaps the store atomically, so readers see the old build or the new
+one, never half of an edit; a build that fails (a broken file under --strict, a
+full disk) leaves the served store as it was. Between builds
 the watcher keeps what the last one knew (build.BuildMemory: the manifest, the
 entities made from it, a working copy of the database), starting from the
 current build, so one edited entity is current ~0.1 s after it is noticed.
@@ -20,23 +21,10 @@ from pathlib import Path
 
 from .build import BuildMemory, build
 from .problems import MgRdfError
-from .source import AUDIT_ROOT, ENTITY_ROOT, FolderSource, markdown_entries
+from .source import FolderSource, Listing, folder_listing
 from .vocab import DataIris
 
 log = logging.getLogger("mg_rdf.watch")
-
-
-def folder_state(corpus: Path) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of every Markdown file the build reads."""
-    out = {}
-    for root in (ENTITY_ROOT, AUDIT_ROOT):
-        for rel, entry in markdown_entries(str(corpus / root), root):
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            out[rel] = (st.st_size, st.st_mtime_ns)
-    return out
 
 
 def _settle() -> None:
@@ -63,7 +51,7 @@ class CorpusWatcher(threading.Thread):
         self.memory = BuildMemory() if remember else None
 
     def run(self) -> None:
-        state = folder_state(self.corpus)
+        state = folder_listing(self.corpus)
         try:   # the store's current build as the starting point, so the first change is as quick as the next
             if self.memory is not None:
                 self.memory.recall(self.store, self.source(), self.iris)
@@ -71,18 +59,19 @@ class CorpusWatcher(threading.Thread):
             log.warning("nothing remembered from the current build: %s", e)
         _settle()
         while not self.stopping.wait(self.interval):
-            now = folder_state(self.corpus)
+            now = folder_listing(self.corpus)
             if now == state:
                 continue
             state = now
-            self.rebuild()
+            self.rebuild(now)
 
-    def rebuild(self) -> None:
+    def rebuild(self, listing: Listing | None = None) -> None:
+        """Build the corpus into the store; ``listing``: the look at the folder that found the change."""
         t0 = time.perf_counter()
         try:
             kwargs = {"title": self.title} if self.title else {}
-            result = build(self.source(), self.store, self.iris, strict=self.strict, workers=1, memory=self.memory,
-                           **kwargs)
+            result = build(self.source(listing), self.store, self.iris, strict=self.strict, workers=1,
+                           memory=self.memory, **kwargs)
         except MgRdfError as e:
             log.warning("corpus change not applied: %s", e)
             return
@@ -97,8 +86,8 @@ class CorpusWatcher(threading.Thread):
                     "%d violations, %d warnings)", self.last_seconds, self.last_swapped or 0.0, result.rebuilt,
                     a.violations, a.warnings)
 
-    def source(self) -> FolderSource:
-        return FolderSource(self.corpus, commit=self.commit)
+    def source(self, listing: Listing | None = None) -> FolderSource:
+        return FolderSource(self.corpus, commit=self.commit, listing=listing)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -119,22 +119,27 @@ class PinLoad:
 
 class _Encoding(threading.Thread):
     """A pin's manifest encoded in a thread while the database is flushed (and a working copy
-    checkpointed): Oxigraph lets go of the GIL meanwhile, so pickling (~15-20 ms) costs no time."""
+    checkpointed): Oxigraph lets go of the GIL meanwhile, so pickling (~15-20 ms) costs no time.
+    The thread waits for ``go`` (set just before the flush): pickling does not let go of the
+    GIL, so started any earlier it would hold the build's thread up instead."""
 
     def __init__(self, pin: PinLoad):
         super().__init__(name="mg-rdf-manifest", daemon=True)
         self.pin = pin
         self.encoded: manifest.Encoded | None = None
         self.error: BaseException | None = None
+        self.go = threading.Event()
         self.start()
 
     def run(self) -> None:
+        self.go.wait()
         try:
             self.encoded = self.pin.encode_manifest()
         except BaseException as e:   # noqa: BLE001 - handed to the build's thread by result()
             self.error = e
 
     def result(self) -> manifest.Encoded:
+        self.go.set()
         self.join()
         if self.error is not None:
             raise self.error
@@ -244,9 +249,12 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
                            strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
                            pages=pages, stream=stream, memory=memory)
             encoding = _Encoding(pin)
-            path = nb.commit(on_complete=lambda final: written.append(
-                encoding.result().write(manifest.manifest_path(final))),
-                blobs_of=blobs_of_build, optimize=pin.previous is None)
+            try:
+                path = nb.commit(on_complete=lambda final: written.append(
+                    encoding.result().write(manifest.manifest_path(final))),
+                    blobs_of=blobs_of_build, optimize=pin.previous is None, while_flushing=encoding.go.set)
+            finally:
+                encoding.go.set()   # a failed commit: let the thread end
             if memory is not None:
                 memory.keep(path, pin.fingerprint, written[0], nb.main.working)
     except BaseException:

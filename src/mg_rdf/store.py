@@ -178,6 +178,8 @@ class StoreWriter:
         self.store: Store | None = None
         self.working: WorkingCopy | None = None
         self.sealed = False
+        # called just before the flush: Oxigraph lets go of the GIL while it flushes (see commit)
+        self.while_flushing: Callable[[], None] | None = None
 
     def open(self) -> Store:
         self.directory.mkdir(parents=True)
@@ -209,11 +211,16 @@ class StoreWriter:
             return
         assert self.store is not None
         try:
+            self._flushing()
             self.store.flush()
             self.store.backup(str(self.directory))
         except OSError as e:
             raise _disk_error(self.directory, e) from e
         self.sealed = True
+
+    def _flushing(self) -> None:
+        if self.while_flushing is not None:
+            self.while_flushing()
 
     def load(self, quads: Iterable[Quad]) -> None:
         assert self.store is not None
@@ -241,6 +248,7 @@ class StoreWriter:
             self.store = None
             return
         try:
+            self._flushing()
             self.store.flush()
             if optimize:  # compaction pays off for a full load, not for a few replaced graphs
                 self.store.optimize()
@@ -298,13 +306,21 @@ class NewBuild:
         os.replace(tmp, path)
 
     def commit(self, on_complete: Callable[[Path], None] | None = None,
-               blobs_of: Callable[[Path], set[str] | None] | None = None, optimize: bool = True) -> Path:
+               blobs_of: Callable[[Path], set[str] | None] | None = None, optimize: bool = True,
+               while_flushing: Callable[[], None] | None = None) -> Path:
         """Flush, close and atomically make this build (all its pins) the current one.
 
         ``on_complete(final_dir)`` runs once the build has its final name and before it
-        becomes current (the build manifest is written there)."""
+        becomes current (the build manifest is written there). ``while_flushing()`` is called
+        just before the main database's flush (Python work in another thread then overlaps it),
+        or once it is closed if nothing was left to flush."""
         assert self.main.store is not None
-        self.main.close(optimize)
+        self.main.while_flushing = while_flushing
+        try:
+            self.main.close(optimize)
+        finally:
+            if while_flushing is not None:
+                while_flushing()
         for writer in self.pins.values():
             writer.close(optimize=False)   # each pin was closed (and compacted) when complete
         final = self.path / "builds" / self.build_id

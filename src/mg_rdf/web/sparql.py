@@ -323,10 +323,16 @@ def _choose_formats(fmt: str | None, form: str | None) -> tuple[Representation |
     accept = request.accept_mimetypes
     solutions = negotiate(accept, SPARQL_RESULTS, RESULTS_JSON) if form not in ("CONSTRUCT", "DESCRIBE") else None
     graph = negotiate(accept, GRAPH_ANSWERS, TURTLE) if form not in ("SELECT", "ASK") else None
-    if len(_negotiated) >= _NEGOTIATED_MAX:   # clients send few distinct Accept headers; a flood is bounded
-        _negotiated.clear()
-    _negotiated[(raw, form)] = (solutions, graph)
+    _remember(_negotiated, (raw, form), (solutions, graph))
     return solutions, graph
+
+
+def _remember(memo: dict, key: Any, value: Any) -> None:
+    """Keep ``value`` under ``key`` in one of this module's memos, emptied when full: clients send
+    few distinct headers and hosts, and a flood of new ones only costs the memo its contents."""
+    if len(memo) >= _NEGOTIATED_MAX:
+        memo.clear()
+    memo[key] = value
 
 
 # (Accept header, query form) -> the formats negotiated for it: the same few headers come again
@@ -416,9 +422,7 @@ def _limits_link() -> str:
     link = _links.get(key)
     if link is None:
         link = url_for("sparql.limits", _external=True)
-        if len(_links) >= _NEGOTIATED_MAX:
-            _links.clear()
-        _links[key] = link
+        _remember(_links, key, link)
     return link
 
 
@@ -434,9 +438,7 @@ def _root_url(environ: dict) -> str:
     url = _roots.get(key)
     if url is None:
         url = get_current_url(environ, root_only=True)
-        if len(_roots) >= _NEGOTIATED_MAX:
-            _roots.clear()
-        _roots[key] = url
+        _remember(_roots, key, url)
     return url
 
 

@@ -4,6 +4,7 @@ job in a module global (the fork hands it over, nothing is pickled), killed with
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -24,11 +25,20 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
+def _start(parent: int) -> None:
+    """A forked worker's first step: die with its parent, and set aside (``gc.freeze``) every
+    object it inherited, the job included. Those are many (a build's whole analysis) and live
+    until the worker ends, yet each full collection in the worker walked them all: a SHACL
+    partition's data graph took ~0.36 s with them frozen against ~0.64 s without."""
+    die_with_parent(parent)
+    gc.freeze()
+
+
 def forked_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` forked processes. With the fork context they all start at the
     first submit, so a job global set before it can be cleared right after."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=die_with_parent, initargs=(os.getpid(),))
+                               initializer=_start, initargs=(os.getpid(),))
 
 
 def kill_pool(pool: ProcessPoolExecutor) -> None:

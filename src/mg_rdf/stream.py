@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, serialize
-from rdflib import Graph, URIRef
+from rdflib import URIRef
 from rdflib.namespace import RDF
 
 from . import schema
@@ -55,7 +55,7 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem
 from .reader import read_entity
 from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
-from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, _to_rdflib, run_shacl, validate
+from .validation import _IRI_CACHE, ShaclOutcome, _DataStore, _problems, _shapes_graph, _to_rdflib, run_shacl, validate
 from .vocab import MG, DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool
@@ -187,34 +187,38 @@ def _validate(typed: list[MappedEntity], predicted: dict[str, str],
     here: dict[str, str] = {}
     for m in typed:
         here.setdefault(m.id, m.type)
-    g = Graph()
-    store_add = g.store.add   # Graph.add less its type assertions: the terms are made here
     assumed: list[tuple[str, str, str | None]] = []
     focus: set[URIRef] = set()
     terms: dict = {}   # pyoxigraph term -> rdflib term: a chunk repeats its subjects, predicates, dates
     get = terms.get
-    for m in typed:
-        for s, p, o in m.triples:
-            rs = get(s)
-            if rs is None:
-                rs = terms[s] = _to_rdflib(s)
-            focus.add(rs)
-            rp = get(p)
-            if rp is None:
-                rp = terms[p] = _to_rdflib(p)
-            ro = get(o)
-            if ro is None:
-                ro = terms[o] = _to_rdflib(o)
-            store_add((rs, rp, ro), g, False)
-        for ref in m.references:
-            target = ref.target_id
-            if target in here:
-                kind = here[target]
-            else:
-                kind = predicted.get(target)
-                assumed.append((m.path, target, kind))
-            if kind is not None:
-                g.add((URIRef(iris.entity(target)), RDF.type, URIRef(MG + schema.TYPES[kind].cls)))
+
+    def triples() -> Iterator[tuple]:
+        for m in typed:
+            for s, p, o in m.triples:
+                rs = get(s)
+                if rs is None:
+                    rs = terms[s] = _to_rdflib(s)
+                focus.add(rs)
+                rp = get(p)
+                if rp is None:
+                    rp = terms[p] = _to_rdflib(p)
+                ro = get(o)
+                if ro is None:
+                    ro = terms[o] = _to_rdflib(o)
+                yield rs, rp, ro
+            for ref in m.references:
+                target = ref.target_id
+                if target in here:
+                    kind = here[target]
+                else:
+                    kind = predicted.get(target)
+                    assumed.append((m.path, target, kind))
+                if kind is not None:
+                    yield URIRef(iris.entity(target)), RDF.type, URIRef(MG + schema.TYPES[kind].cls)
+
+    store = _DataStore()   # see validation._DataStore
+    store.fill(triples())
+    g = store.graph
     conforms, results = run_shacl(g, focus, tuple(sorted({m.type for m in typed})))
     by_path: dict[str, list[Problem]] = {m.path: [] for m in typed}
     if not conforms:

@@ -9,8 +9,9 @@ One run starts both servers on 127.0.0.1 over the same build (`mg-rdf serve
 --store S` and `oxigraph serve-read-only --location S/current
 --union-default-graph`, the `oxigraph` CLI from PyPI) and sends them the same
 small queries (one entity's description, its 1-hop neighbours, a count by
-type) from 8 concurrent clients, each a thread with its own keep-alive HTTP
-connection, for a fixed time per query, split into `--rounds` turns (default 3)
+type) from 8 concurrent keep-alive HTTP connections — wrk's when it is installed
+(`--client`; a C client, light enough that the servers are what is measured),
+else 8 Python threads — for a fixed time per query, split into `--rounds` turns (default 3)
 that alternate which server goes first, so that both get the same share of the
 machine's fast and slow moments. It prints requests per second and
 p50/p99 latency for each server and the ratio ours/oxigraph, then the latency
@@ -144,9 +145,67 @@ def load(url: str, method: str, paths: list[str], body: bytes | None, headers: d
     return figures(label, server, latencies, errors[0], elapsed)
 
 
-def figures(label: str, server: str, latencies: list[float], errors: int, elapsed: float) -> Figures:
+_WRK_SCRIPT = """
+local f = io.open(os.getenv("MG_WRK_BODY"), "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.method = os.getenv("MG_WRK_METHOD")
+for line in io.lines(os.getenv("MG_WRK_HEADERS")) do
+  local k, v = line:match("^([^:]+): (.*)$")
+  wrk.headers[k] = v
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("MG requests %d errors %d seconds %f\\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout, summary.duration / 1e6))
+  for i = 1, 1000 do io.write(string.format("MG q %d\\n", latency:percentile(i / 10))) end
+end
+"""
+
+
+def best_loader():
+    """wrk when installed (the lighter client: see ``load_wrk``), else Python threads."""
+    return load_wrk if shutil.which("wrk") else load
+
+
+def load_wrk(url: str, method: str, paths: list[str], body: bytes | None, headers: dict[str, str],
+             clients: int, seconds: float, label: str, server: str,
+             keep: list[float] | None = None) -> Figures:
+    """``load`` with wrk (Debian's package) as the clients: ``clients`` HTTP/1.1 keep-alive
+    connections from one C thread, which costs the machine far less per request than Python
+    threads do (with those, the client was the bound for cached answers: ~1,600-2,000 req/s).
+    One path. wrk counts every request and answer that is not 2xx/3xx (``errors``); its latency
+    histogram comes back as 1,000 quantiles, appended to ``keep`` (so turns merged through
+    ``keep`` weigh alike)."""
+    if len(paths) != 1:
+        raise ValueError("wrk here sends one URL: give one path")
+    Client(url).send(method, paths[0], body, headers)   # first-use costs out of the figures
+    with tempfile.TemporaryDirectory(prefix="mg-wrk-") as tmp:
+        t = Path(tmp)
+        (t / "script.lua").write_text(_WRK_SCRIPT)
+        (t / "body").write_bytes(body or b"")
+        (t / "headers").write_text("".join(f"{k}: {v}\n" for k, v in headers.items()))
+        env = {**os.environ, "MG_WRK_BODY": str(t / "body"), "MG_WRK_METHOD": method,
+               "MG_WRK_HEADERS": str(t / "headers")}
+        out = subprocess.run([shutil.which("wrk") or "wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds:g}s",
+                              "--timeout", "60s", "-s", str(t / "script.lua"), url + paths[0]],
+                             capture_output=True, text=True, check=True, env=env).stdout
+    said = [line.split()[1:] for line in out.splitlines() if line.startswith("MG ")]
+    _, requests, _, errors, _, elapsed = said[0]
+    quantiles = [int(q[1]) / 1e6 for q in said[1:]]
+    if keep is not None:
+        keep.extend(quantiles)
+    return Figures(label, server, int(requests), int(errors), round(float(elapsed), 2),
+                   round(int(requests) / float(elapsed), 1), round(percentile(quantiles, 50) * 1000, 2),
+                   round(percentile(quantiles, 99) * 1000, 2))
+
+
+def figures(label: str, server: str, latencies: list[float], errors: int, elapsed: float,
+            requests: int | None = None) -> Figures:
+    """``requests``: when ``latencies`` are quantiles (``load_wrk``), not one per request."""
     latencies = sorted(latencies)
-    return Figures(label, server, len(latencies), errors, round(elapsed, 2), round(len(latencies) / elapsed, 1),
+    n = len(latencies) if requests is None else requests
+    return Figures(label, server, n, errors, round(elapsed, 2), round(n / elapsed, 1),
                    round(percentile(latencies, 50) * 1000, 2), round(percentile(latencies, 99) * 1000, 2))
 
 
@@ -243,10 +302,16 @@ def main() -> int:
     ap.add_argument("--processes", type=int, help="mg-rdf serve --processes (default: its own default)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="split each query's time into this many alternating turns per server (default 3)")
+    ap.add_argument("--client", choices=("auto", "python", "wrk"), default="auto",
+                    help="what sends the queries: wrk (apt-get install wrk) or Python threads;"
+                         " auto (default): wrk when installed")
     ap.add_argument("--oxigraph", default=shutil.which("oxigraph") or str(Path(sys.executable).parent / "oxigraph"))
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = ap.parse_args()
     seconds = 1.0 if args.quick else args.seconds
+    if args.client == "wrk" and not shutil.which("wrk"):
+        print("no wrk (apt-get install wrk)", file=sys.stderr)
+        return 2
     if not Path(args.oxigraph).exists():
         print(f"no oxigraph CLI at {args.oxigraph} (pip install oxigraph)", file=sys.stderr)
         return 2
@@ -268,7 +333,8 @@ def main() -> int:
                                               "--bind", f"127.0.0.1:{port}", "--union-default-graph"],
                                  "/query?" + urlencode({"query": "ASK {}"}), tmp_path, port)
             try:
-                results = run_all(ours_url, oxi_url, seconds, args.clients, max(1, args.rounds))
+                results = run_all(ours_url, oxi_url, seconds, args.clients, max(1, args.rounds),
+                                  {"wrk": load_wrk, "python": load}.get(args.client) or best_loader())
             finally:
                 stop(oxi)
         finally:
@@ -278,11 +344,13 @@ def main() -> int:
     return 0
 
 
-def run_all(ours: str, oxigraph: str, seconds: float, clients: int, rounds: int = 1) -> dict:
+def run_all(ours: str, oxigraph: str, seconds: float, clients: int, rounds: int = 1, loader=None) -> dict:
     """Each query's ``seconds`` per server are split into ``rounds`` turns, alternating which
-    server goes first; the figures are over all turns."""
+    server goes first; the figures are over all turns. ``loader``: how queries are sent
+    (``load``, Python threads, by default; ``load_wrk``); pages always go through ``load``."""
+    loader = loader or load
     base = os.environ.get("MG_RDF_BASE", DEFAULT_BASE)
-    out: dict = {"queries": [], "pages": []}
+    out: dict = {"queries": [], "pages": [], "client": "wrk" if loader is load_wrk else "Python threads"}
     for label, (query, accept) in small_queries(base).items():
         sizes = (answer_size(ours, "/sparql", query, accept), answer_size(oxigraph, "/query", query, accept))
         if sizes[0] != sizes[1]:
@@ -291,15 +359,16 @@ def run_all(ours: str, oxigraph: str, seconds: float, clients: int, rounds: int 
         # ours twice: uncached (Cache-Control: no-cache skips the answer cache), then cached
         servers = [("ours", ours, "/sparql", {"Cache-Control": "no-cache"}), ("oxigraph", oxigraph, "/query", {}),
                    ("ours cached", ours, "/sparql", {})]
-        kept: dict[str, list] = {s[0]: [[], 0, 0.0] for s in servers}   # latencies, errors, seconds
+        kept: dict[str, list] = {s[0]: [[], 0, 0.0, 0] for s in servers}   # latencies, errors, seconds, requests
         for r in range(rounds):
             # The machine's speed drifts over seconds (a VM, other jobs): short turns, taken in
             # alternating order, give both servers the same share of fast and slow moments.
             for server, url, path, extra in (servers if r % 2 == 0 else [servers[1], servers[0], servers[2]]):
-                f = load(url, "POST", [path], query.encode(), {**headers, **extra}, clients, seconds / rounds,
+                f = loader(url, "POST", [path], query.encode(), {**headers, **extra}, clients, seconds / rounds,
                          label, server, kept[server][0])
                 kept[server][1] += f.errors
                 kept[server][2] += f.seconds
+                kept[server][3] += f.requests
                 print(f"  {label:<22} {server:<12} {f.rps:8.1f} req/s  p50 {f.p50_ms:7.2f} ms  p99 {f.p99_ms:7.2f}"
                       f" ms{'  ERRORS ' + str(f.errors) if f.errors else ''}", flush=True)
         runs = {server: figures(label, server, *kept[server]) for server in kept}
@@ -329,7 +398,8 @@ def report(results: dict, seconds: float, clients: int, build_dir: Path, json_ou
     for p in results["pages"]:
         rows.append([p["label"] + " (HTML)", "", f"{p['rps']:.1f}", "", "", "", "",
                      f"{p['p50_ms']:.1f} / {p['p99_ms']:.1f}", ""])
-    print(f"\n{seconds:g} s per row, {os.cpu_count()} CPUs, build {build_dir.name}\n")
+    print(f"\n{seconds:g} s per row, {os.cpu_count()} CPUs, build {build_dir.name},"
+          f" queries sent by {results.get('client', 'Python threads')}\n")
     print(table(rows))
     errors = sum(q[s]["errors"] for q in results["queries"] for s in ("ours", "oxigraph", "ours_cached"))
     errors += sum(p["errors"] for p in results["pages"])

@@ -234,7 +234,7 @@ def run_http(store: Path, seconds: float, tmp_path: Path) -> dict:
                                                      "--bind", f"127.0.0.1:{port}", "--union-default-graph"],
                                         "/query?query=ASK%20%7B%7D", tmp_path, port)
         try:
-            return http_bench.run_all(ours_url, oxi_url, seconds, 8)
+            return http_bench.run_all(ours_url, oxi_url, seconds, 8, loader=http_bench.best_loader())
         finally:
             http_bench.stop(oxi)
     finally:
@@ -268,7 +268,7 @@ def run_remote(corpus: Path, seconds: float, tmp_path: Path) -> dict:
                                                              "--port", str(port)],
                                           "/sparql?query=ASK%20%7B%7D", tmp_path, port)
         try:
-            out["http"] = http_bench.run_all(ours_url, oxi_url, seconds, 8)
+            out["http"] = http_bench.run_all(ours_url, oxi_url, seconds, 8, loader=http_bench.best_loader())
         finally:
             http_bench.stop(ours)
         return out

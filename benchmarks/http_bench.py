@@ -179,7 +179,9 @@ def load_wrk(url: str, method: str, paths: list[str], body: bytes | None, header
     ``keep`` weigh alike)."""
     if len(paths) != 1:
         raise ValueError("wrk here sends one URL: give one path")
-    Client(url).send(method, paths[0], body, headers)   # first-use costs out of the figures
+    warm = Client(url)
+    warm.send(method, paths[0], body, headers)   # first-use costs out of the figures
+    warm.conn.close()
     with tempfile.TemporaryDirectory(prefix="mg-wrk-") as tmp:
         t = Path(tmp)
         (t / "script.lua").write_text(_WRK_SCRIPT)

@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, serialize
-from rdflib import URIRef
-from rdflib.namespace import RDF
 
 from . import schema
 from .analysis import Analysis, Progress, _Timer
@@ -55,8 +53,8 @@ from .mapping import MappedEntity, map_entity
 from .problems import MgRdfError, Problem
 from .reader import read_entity
 from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
-from .validation import _IRI_CACHE, ShaclOutcome, _DataStore, _problems, _shapes_graph, _to_rdflib, run_shacl, validate
-from .vocab import MG, DataIris
+from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, data_graph, run_shacl, validate
+from .vocab import DataIris
 from .wikidata_links import LINKS_PATH, link_problems
 from .workers import forked_pool, kill_pool
 
@@ -188,37 +186,15 @@ def _validate(typed: list[MappedEntity], predicted: dict[str, str],
     for m in typed:
         here.setdefault(m.id, m.type)
     assumed: list[tuple[str, str, str | None]] = []
-    focus: set[URIRef] = set()
-    terms: dict = {}   # pyoxigraph term -> rdflib term: a chunk repeats its subjects, predicates, dates
-    get = terms.get
 
-    def triples() -> Iterator[tuple]:
-        for m in typed:
-            for s, p, o in m.triples:
-                rs = get(s)
-                if rs is None:
-                    rs = terms[s] = _to_rdflib(s)
-                focus.add(rs)
-                rp = get(p)
-                if rp is None:
-                    rp = terms[p] = _to_rdflib(p)
-                ro = get(o)
-                if ro is None:
-                    ro = terms[o] = _to_rdflib(o)
-                yield rs, rp, ro
-            for ref in m.references:
-                target = ref.target_id
-                if target in here:
-                    kind = here[target]
-                else:
-                    kind = predicted.get(target)
-                    assumed.append((m.path, target, kind))
-                if kind is not None:
-                    yield URIRef(iris.entity(target)), RDF.type, URIRef(MG + schema.TYPES[kind].cls)
+    def kind_of(m: MappedEntity, target: str) -> str | None:
+        if target in here:
+            return here[target]
+        kind = predicted.get(target)
+        assumed.append((m.path, target, kind))
+        return kind
 
-    store = _DataStore()   # see validation._DataStore
-    store.fill(triples())
-    g = store.graph
+    g, focus = data_graph(typed, kind_of, iris)
     conforms, results = run_shacl(g, focus, tuple(sorted({m.type for m in typed})))
     by_path: dict[str, list[Problem]] = {m.path: [] for m in typed}
     if not conforms:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 
@@ -191,18 +191,41 @@ class _DataStore(SimpleMemory):
 
 def _data_graph(entities: Sequence[MappedEntity], index: CorpusIndex, iris: DataIris) -> tuple[Graph, set[URIRef]]:
     """The data graph of ``entities`` and its focus nodes (the subjects their files describe)."""
+
+    def kind_of(_e: MappedEntity, target_id: str) -> str | None:
+        target = index.by_id.get(target_id)
+        return target.type if target is not None and target.type in schema.TYPES else None
+
+    return data_graph(entities, kind_of, iris)
+
+
+def data_graph(entities: Sequence[MappedEntity], kind_of: Callable[[MappedEntity, str], str | None],
+               iris: DataIris) -> tuple[Graph, set[URIRef]]:
+    """What ``entities``' files state plus the ``rdf:type`` of each entity they refer to, as
+    ``kind_of(entity, referenced id)`` says (None: not typed), in a ``_DataStore``; and the focus
+    nodes (the subjects the files describe)."""
     focus: set[URIRef] = set()
+    terms: dict = {}   # pyoxigraph term -> rdflib term: entities repeat subjects, predicates, dates
+    get = terms.get
 
     def triples() -> Iterator[tuple]:
         for e in entities:
-            for t in e.triples:
-                subject = _to_rdflib(t.subject)
-                focus.add(subject)
-                yield subject, _to_rdflib(t.predicate), _to_rdflib(t.object)
+            for s, p, o in e.triples:
+                rs = get(s)
+                if rs is None:
+                    rs = terms[s] = _to_rdflib(s)
+                focus.add(rs)
+                rp = get(p)
+                if rp is None:
+                    rp = terms[p] = _to_rdflib(p)
+                ro = get(o)
+                if ro is None:
+                    ro = terms[o] = _to_rdflib(o)
+                yield rs, rp, ro
             for ref in e.references:
-                target = index.by_id.get(ref.target_id)
-                if target is not None and target.type in schema.TYPES:
-                    yield _to_rdflib(target.iri), RDF.type, URIRef(MG + schema.TYPES[target.type].cls)
+                kind = kind_of(e, ref.target_id)
+                if kind is not None:
+                    yield URIRef(iris.entity(ref.target_id)), RDF.type, URIRef(MG + schema.TYPES[kind].cls)
 
     store = _DataStore()
     store.fill(triples())

@@ -56,7 +56,10 @@ def start_server(store: Path, *args: str, log_dir: Path | None = None, env: dict
             if proc.poll() is not None:
                 raise RuntimeError(f"mg-rdf serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
             try:
-                requests.get(url + "/", timeout=5)
+                # Closed by the server as it answers: a probe connection the client closed could
+                # otherwise still count among a busy process's connections (it notices the close
+                # only when its request ends), which upsets tests of how connections are shared.
+                requests.get(url + "/", timeout=5, headers={"Connection": "close"})
                 return LiveServer(proc, url, log)
             except requests.RequestException:  # not listening yet, or slow on a loaded machine
                 time.sleep(0.1)

@@ -197,6 +197,10 @@ _board: Board | None = None
 _flask_app: Flask | None = None
 
 
+def _listener_last(event: tuple[Any, int]) -> bool:
+    return event[0].data is None
+
+
 class ServingProcess(SyncWorker):
     """A gunicorn sync worker that keeps connections open between requests (see the module doc),
     marks itself busy on the board and ends after a timed-out query."""
@@ -250,7 +254,10 @@ class ServingProcess(SyncWorker):
                         self._resume_accepting = 0.0
                     else:
                         wait = min(wait, self._resume_accepting - now)
-                for key, _ in self._selector.select(wait):
+                # New connections last: with level-triggered epoll the listener tends to be listed
+                # first, and a new connection is served at once; a client that closed its idle
+                # connection meanwhile would then count here as long as that request runs.
+                for key, _ in sorted(self._selector.select(wait), key=_listener_last):
                     if key.data is None:
                         self._accept(listener)
                     elif key.data is _WAKE:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from pyoxigraph import Literal, NamedNode, Quad, QuerySolutions
+from pyoxigraph import CanonicalizationAlgorithm, Dataset, Literal, NamedNode, Quad, QuerySolutions
 
 from live_server import free_port
 from mg_rdf.remote import RemoteStore, update_endpoint_for
@@ -21,15 +21,16 @@ G1 = NamedNode("https://w3id.org/movement-graph/graph/a")
 G2 = NamedNode("https://w3id.org/movement-graph/graph/b")
 S = NamedNode("https://w3id.org/movement-graph/id/a")
 P = NamedNode("https://w3id.org/movement-graph/ontology#name")
+BUILD_RECORD = "https://w3id.org/movement-graph/graph/build"
 
 
-@pytest.fixture(scope="module")
-def oxigraph_server(tmp_path_factory):
+def start_oxigraph(location: Path) -> tuple[str, subprocess.Popen]:
+    """A writable `oxigraph serve` on 127.0.0.1: its query endpoint, once it answers, and its process."""
     if OXIGRAPH is None:
         pytest.fail("the oxigraph CLI (PyPI package oxigraph, in the [test] extra) is missing")
     port = free_port()
-    proc = subprocess.Popen([OXIGRAPH, "serve", "--location", str(tmp_path_factory.mktemp("ox")),
-                             "--bind", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([OXIGRAPH, "serve", "--location", str(location), "--bind", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/query"
     for _ in range(100):
         try:
@@ -37,6 +38,12 @@ def oxigraph_server(tmp_path_factory):
             break
         except requests.RequestException:
             time.sleep(0.1)
+    return url, proc
+
+
+@pytest.fixture(scope="module")
+def oxigraph_server(tmp_path_factory):
+    url, proc = start_oxigraph(tmp_path_factory.mktemp("ox"))
     yield url
     proc.terminate()
     proc.wait(10)
@@ -108,3 +115,64 @@ def test_build_into_a_remote_store_and_serve_from_it(oxigraph_server, tmp_path):
         assert requests.get(server.url + "/readyz", timeout=30).status_code == 200
     finally:
         server.stop()
+
+
+def _content(url: str) -> set[Quad]:
+    """Every quad of a remote store but the build record, blank nodes labelled canonically (RDFC-1.0):
+    two stores holding the same graphs give the same set."""
+    ds = Dataset(q for q in RemoteStore(url).quads_for_pattern(None, None, None, None)
+                 if q.graph_name.value != BUILD_RECORD)
+    ds.canonicalize(CanonicalizationAlgorithm.RDFC_1_0)
+    return set(ds)
+
+
+def test_a_rebuild_sends_only_the_graphs_that_changed(tmp_path):
+    """Each remote build records a digest of every graph it wrote; the next sends only the graphs
+    whose digest changed or that the store lacks, drops those no longer written, and leaves the
+    store holding exactly what a full build of the same files into an empty store gives."""
+    from conftest import ROOT
+    from mg_rdf.build import build_remote
+    from mg_rdf.source import FolderSource
+    from mg_rdf.vocab import DataIris
+
+    iris = DataIris()
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    url, proc = start_oxigraph(tmp_path / "ox")
+    servers = [proc]
+    try:
+        first = build_remote(FolderSource(corpus), url, iris, workers=1)
+        entities = len(list((corpus / "entities").glob("*/*.md")))
+        assert first.graphs_sent == first.graphs > entities and first.sent > first.triples
+
+        same = build_remote(FolderSource(corpus), url, iris, workers=1)
+        assert same.graphs_sent == 0, "nothing changed: only the build record is sent"
+        assert same.sent < first.sent / 10
+
+        org = corpus / "entities/organizations/org-edri.md"
+        org.write_text(org.read_text().replace("name: ", "name: Renamed ", 1))
+        (corpus / "entities/persons/person-hamid-khan.md").unlink()   # others point to it
+        added = (corpus / "entities/organizations/org-access-now.md").read_text()
+        (corpus / "entities/organizations/org-new-member.md").write_text(
+            added.replace("id: org-access-now", "id: org-new-member").replace("name: Access Now", "name: New Member"))
+        store = RemoteStore(url)
+        store.update(f"DROP GRAPH <{iris.graph('org-access-now')}>")   # changed behind mg-rdf's back: sent again
+        edited = build_remote(FolderSource(corpus), url, iris, workers=1)
+        assert 4 <= edited.graphs_sent < first.graphs / 2, edited.graphs_sent
+        graphs = {g.value for g in store.named_graphs()}
+        assert iris.graph("person-hamid-khan") not in graphs and iris.graph("org-new-member") in graphs
+        assert iris.graph("org-access-now") in graphs
+
+        fresh_url, fresh = start_oxigraph(tmp_path / "ox-fresh")
+        servers.append(fresh)
+        full = build_remote(FolderSource(corpus), fresh_url, iris, workers=1)
+        assert full.graphs == edited.graphs
+        assert _content(url) == _content(fresh_url)
+        assert store.recorded_digests(BUILD_RECORD) == RemoteStore(fresh_url).recorded_digests(BUILD_RECORD)
+
+        again = build_remote(FolderSource(corpus), url, iris, workers=1, full=True)
+        assert again.graphs_sent == again.graphs and _content(url) == _content(fresh_url)
+    finally:
+        for p in servers:
+            p.terminate()
+            p.wait(10)

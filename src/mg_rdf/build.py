@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, Store, parse
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, Store, parse
 
 from . import manifest, pins
 from .analysis import Analysis, Progress, _Timer, analyse
@@ -45,6 +45,9 @@ class BuildResult:
     incremental: bool = False   # built on the previous store, re-reading only changed files
     rebuilt: int = 0            # entities mapped and validated again
     swapped: float | None = None   # seconds from the start until STORE/current named this build
+    sent: int | None = None     # remote store: quads sent (the changed graphs and the build record)
+    graphs_sent: int = 0        # remote store: named graphs sent again, of ``graphs`` (build record apart)
+    graphs: int = 0
 
 
 class BuildRefused(MgRdfError):
@@ -267,12 +270,15 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
 
 
 def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool = False,
-                 workers: int | None = None, title: str = CORPUS_TITLE,
+                 workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
                  progress: Progress | None = None) -> BuildResult:
-    """Build ``source`` into a remote SPARQL store: everything in memory, validated, then the
-    whole dataset replaced by ONE update request (atomic where the server runs an update as
-    one transaction: Oxigraph, Fuseki, GraphDB). Always a full build."""
-    from .remote import RemoteStore
+    """Build ``source`` into a remote SPARQL store: everything in memory, validated, then sent in
+    ONE update request (atomic where the server runs an update as one transaction: Oxigraph,
+    Fuseki, GraphDB). The analysis is always whole; what is sent is only the named graphs whose
+    ``mg:graphDigest`` differs from the one the previous build recorded in the store (or that
+    the server lacks), the graphs no longer written (dropped) and the build record. ``full``:
+    every graph is sent again, whatever the store holds."""
+    from .remote import GRAPH_DIGEST, RemoteStore, graph_digest, group_by_graph
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -283,16 +289,26 @@ def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool
         raise BuildRefused(a)
     remote = RemoteStore(url)
     timer = _Timer(a.seconds)
+    record = NamedNode(iris.base + "graph/build")
     with timer("load"):
         quads = list(_all_quads(a, source, iris))
         by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
         facts = DatasetFacts(source.provenance, title, by_type, len(set(quads)), _input_date(a))
-        meta = dataset_graph(facts, iris) + build_graph(iris, started, time.perf_counter() - t0, a.warnings,
-                                                        a.violations)
-        meta += sameas_quads(a.index, iris, LINKS_PATH)
-        old = list(remote.named_graphs())   # graphs of the previous build that this one does not write
-        sent = remote.replace_graphs(old, quads + meta, timeout=600)
-    return BuildResult(a, url, sent, by_type, a.seconds, time.perf_counter() - t0)  # type: ignore[arg-type]
+        quads += dataset_graph(facts, iris) + sameas_quads(a.index, iris, LINKS_PATH)
+        graphs = group_by_graph(quads)
+        graphs.pop(record, None)   # the build record is written below, whole, by every build
+        digests = {g.value: graph_digest(triples) for g, triples in graphs.items()}
+        present = {g.value for g in remote.named_graphs()}
+        recorded = {} if full else remote.recorded_digests(record.value)
+        send = {g: triples for g, triples in graphs.items()
+                if g.value not in present or recorded.get(g.value) != digests[g.value]}
+        drop = [NamedNode(g) for g in sorted(present - digests.keys() - {record.value})]
+        meta = build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
+        meta += [Quad(NamedNode(g), NamedNode(GRAPH_DIGEST), Literal(d), record) for g, d in sorted(digests.items())]
+        send |= group_by_graph(meta)
+        sent = remote.replace_graphs(drop, send, timeout=600)
+    return BuildResult(a, url, facts.triples, by_type, a.seconds,  # type: ignore[arg-type]
+                       time.perf_counter() - t0, sent=sent, graphs_sent=len(send) - 1, graphs=len(graphs))
 
 
 def previous_build_for(prev_dir: Path | None, source: CorpusSource) -> Path | None:

@@ -160,7 +160,7 @@ def _summary(a: Analysis, triples: int | None = None, wall: float | None = None)
 @click.option("--repository", default=DEFAULT_REPOSITORY, show_default=True,
               help="Public repository the corpus comes from (for provenance and attribution).")
 @click.option("--strict", is_flag=True, help="Refuse the build on any violation or warning (of any pin).")
-@click.option("--full", is_flag=True, help="Rebuild everything, even files unchanged since the last build.")
+@click.option("--full", is_flag=True, help="Rebuild everything, even files unchanged since the last build (a remote store: send every graph again, not only those that changed).")
 @click.option("--workers", type=int, default=None, help="Validation processes (default: one per core, at most 2).")
 @click.option("--pages/--no-pages", default=False, envvar="MG_RDF_PAGES", show_default=True,
               help="Also precompute every entity page and data document, so `serve` answers them in a few "
@@ -188,7 +188,7 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
             from .build import build_remote
 
             result = build_remote(src, store, DataIris(base), strict=strict, workers=workers, title=title,
-                                  progress=_progress_bar())
+                                  full=full, progress=_progress_bar())
         else:
             result = build(src, store, DataIris(base), strict=strict, workers=workers, title=title, full=full,
                            progress=_progress_bar(), pages=_page_writer(pages))
@@ -202,7 +202,8 @@ def build_command(source, revs, current_rev, commit, repository, strict, full, w
     if problems:
         _report(problems, None if show_all else 50)
     how = (f"incremental, {result.rebuilt} entities re-read" if result.incremental
-           else "remote, one update request" if isinstance(store, str) else "full")
+           else f"remote, one update request: {result.graphs_sent} of {result.graphs} graphs sent, "
+                f"{result.sent} quads" if isinstance(store, str) else "full")
     click.echo(f"built {result.store_path} ({how}): " + _summary(a, result.triples, result.wall))
 
 

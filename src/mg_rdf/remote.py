@@ -22,21 +22,24 @@ takes the ``union-default-graph`` parameter mg-rdf sends; Fuseki/TDB2 needs
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from pyoxigraph import (DefaultGraph, NamedNode, Quad, QueryResultsFormat, RdfFormat, parse, parse_query_results,
-                        serialize)
+from pyoxigraph import (DefaultGraph, NamedNode, Quad, QueryResultsFormat, RdfFormat, Triple, parse,
+                        parse_query_results, serialize)
 
 from . import __version__
 from .problems import MgRdfError
+from .vocab import MG
 
 USER_AGENT = f"mg-rdf/{__version__} (https://github.com/Make-AI-Good/movement-graph)"
 SOLUTIONS = "application/sparql-results+json"
 TRIPLES = "application/n-triples"
+GRAPH_DIGEST = MG + "graphDigest"
 
 
 def is_remote(location: object) -> bool:
@@ -145,14 +148,17 @@ class RemoteStore:
             raise MgRdfError(f"{self.update_url}: the update was refused (HTTP {r.status_code}: "
                              f"{r.text.strip()[:500]}); nothing was changed")
 
-    def replace_graphs(self, drop: Iterable[NamedNode], quads: Iterable[Quad], timeout: float | None = None) -> int:
-        """In one update request: drop ``drop`` and every graph ``quads`` write, then insert ``quads``.
-        Returns the number of quads sent."""
-        by_graph: dict[NamedNode, list] = defaultdict(list)
-        n = 0
-        for q in quads:
-            by_graph[q.graph_name].append(q.triple)
-            n += 1
+    def recorded_digests(self, build_graph: str) -> dict[str, str]:
+        """Graph IRI -> ``mg:graphDigest`` as the last build recorded them in ``build_graph``."""
+        q = f"SELECT ?g ?d WHERE {{ GRAPH <{build_graph}> {{ ?g <{GRAPH_DIGEST}> ?d }} }}"
+        return {row["g"].value: row["d"].value for row in self.query(q) if isinstance(row["g"], NamedNode)}
+
+    def replace_graphs(self, drop: Iterable[NamedNode], quads: Iterable[Quad] | dict[NamedNode, list[Triple]],
+                       timeout: float | None = None) -> int:
+        """In one update request: drop ``drop`` and every graph ``quads`` write, then insert ``quads``
+        (quads, or triples by graph as ``group_by_graph`` makes them). Returns the number of quads sent."""
+        by_graph = quads if isinstance(quads, dict) else group_by_graph(quads)
+        n = sum(len(triples) for triples in by_graph.values())
         graphs = {g.value: g for g in drop} | {g.value: g for g in by_graph}
         parts = [f"DROP SILENT GRAPH <{g}>" for g in sorted(graphs)]
         inserts = []
@@ -163,6 +169,22 @@ class RemoteStore:
             parts.append("INSERT DATA {\n" + "\n".join(inserts) + "\n}")
         self.update(" ;\n".join(parts), timeout=timeout)
         return n
+
+
+def group_by_graph(quads: Iterable[Quad]) -> dict[NamedNode, list[Triple]]:
+    by_graph: dict[NamedNode, list[Triple]] = defaultdict(list)
+    for q in quads:
+        by_graph[q.graph_name].append(q.triple)
+    return by_graph
+
+
+def graph_digest(triples: list[Triple]) -> str:
+    """SHA-256 (hex) of a graph's distinct triples as N-Triples lines, sorted, joined by newlines
+    (``mg:graphDigest``). Blank nodes count by their labels: the graphs mg-rdf writes label them
+    the same in every build (``build._static_graph``); a graph whose labels did change is only
+    sent again."""
+    lines = sorted(set(serialize(triples, format=RdfFormat.N_TRIPLES).splitlines()))
+    return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
 
 def _sparql_term(term: Any) -> str:

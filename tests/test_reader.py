@@ -121,3 +121,54 @@ def test_quoted_hash_is_not_a_cut():
 def test_a_multi_megabyte_body_is_read():
     r = read(GOOD + ("word " * 1_000_000))
     assert r.problems == [] and len(r.record.body) > 4_000_000
+
+
+# -- the direct construction of values (reader._construct) against PyYAML's own ---------------
+
+def _typed(value):
+    """A value with the type of every part spelled out: True, 1 and 1.0 differ here."""
+    if isinstance(value, dict):
+        return ("dict", [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_typed(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
+def read_by_pyyaml(data: bytes, path: str = PATH):
+    """read_entity with PyYAML's own resolver and constructor (no shortcut of reader.py's)."""
+    import yaml
+
+    from mg_rdf import reader
+
+    def unusual(loader, node):
+        raise reader._Unusual
+
+    saved = reader._construct, reader.Yaml12Loader.resolve
+    reader._construct, reader.Yaml12Loader.resolve = unusual, yaml.resolver.BaseResolver.resolve
+    try:
+        return read_entity(SourceFile(path, data, blob_hash(data)))
+    finally:
+        reader._construct, reader.Yaml12Loader.resolve = saved
+
+
+def assert_read_as_pyyaml_reads(data: bytes, path: str = PATH) -> None:
+    ours, theirs = read_entity(SourceFile(path, data, blob_hash(data))), read_by_pyyaml(data, path)
+    assert ours.problems == theirs.problems, path
+    assert (ours.record is None) == (theirs.record is None), path
+    if ours.record is not None:
+        assert _typed(ours.record.data) == _typed(theirs.record.data), path
+        assert ours.record.lines == theirs.record.lines, path
+
+
+@pytest.mark.parametrize("frontmatter", [
+    "id: org-x\nn: 12\nf: 1.5e3\ng: -.inf\nh: .NaN\nb: [true, False, TRUE]\nz: ~\ne:\nq: 'quoted'\nd: 2021-02-30",
+    "id: org-x\nhex: 0x1F\noct: 0o17\nplus: +3\nneg: -0\nnot_int: 1_000\nyes_no: [yes, no, on, off]",
+    "id: org-x\nexplicit: !!str 12\nbin: !!binary aGVsbG8=\nstamp: !!timestamp 2021-01-01\nfl: !!float 3",
+    "id: org-x\n? [a, b]\n: complex key\n",
+    "id: org-x\nbase: {a: 1}\nmerged: {<<: {a: 1}, b: 2}\nexplicit_merge: {!!merge <<: {a: 1}}",
+    "id: org-x\nset: !!set {a, b}\nomap: !!omap [a: 1, b: 2]\nunknown: !custom x",
+    "id: org-x\n1: int key\n2.5: float key\nnull: null key\ntrue: bool key\nsame: 1\nsame: 2",
+    "id: org-x\nnested: [{a: [1, {b: c}]}, [], {}]\nempty_string: ''\nblock: |\n  two\n  lines\n",
+])
+def test_values_are_read_as_pyyaml_reads_them(frontmatter):
+    assert_read_as_pyyaml_reads(f"---\n{frontmatter}\n---\n\n# X\n".encode())

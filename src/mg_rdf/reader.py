@@ -50,6 +50,52 @@ def _construct_int(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> int:
 
 
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_FIRSTS = frozenset(Yaml12Loader.yaml_implicit_resolvers)   # first characters some implicit type claims
+
+
+def _resolve(self: Yaml12Loader, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+    """PyYAML's resolver, answering at once for a scalar no implicit type can match (most of them:
+    the C parser asks for every scalar)."""
+    if kind is yaml.ScalarNode and (not implicit[0] or (value and value[0] not in _FIRSTS)):
+        return _STR
+    return yaml.resolver.BaseResolver.resolve(self, kind, value, implicit)
+
+
+Yaml12Loader.resolve = _resolve   # type: ignore[method-assign]
+_SCALARS = {"tag:yaml.org,2002:int": _construct_int,
+            "tag:yaml.org,2002:null": yaml.constructor.SafeConstructor.construct_yaml_null,
+            "tag:yaml.org,2002:bool": yaml.constructor.SafeConstructor.construct_yaml_bool,
+            "tag:yaml.org,2002:float": yaml.constructor.SafeConstructor.construct_yaml_float}
+
+
+class _Unusual(Exception):
+    """A node the direct construction leaves to PyYAML (an explicit tag, a complex key …)."""
+
+
+def _construct(loader: Yaml12Loader, node: yaml.Node) -> Any:
+    """What ``loader.construct_document(node)`` gives, for a tree of plain mappings with scalar
+    keys, sequences and the core schema's scalars, without PyYAML's generic machinery (~3x
+    faster); raises ``_Unusual`` for anything else. Aliases were refused before (``_inspect``),
+    so no node is shared, and the depth is bounded there too."""
+    kind, tag = node.__class__, node.tag
+    if kind is yaml.ScalarNode:
+        if tag == _STR:
+            return node.value
+        scalar = _SCALARS.get(tag)
+        if scalar is not None:
+            return scalar(loader, node)
+    elif kind is yaml.SequenceNode and tag == _SEQ:
+        return [_construct(loader, item) for item in node.value]
+    elif kind is yaml.MappingNode and tag == _MAP:
+        mapping = {}
+        for key, value in node.value:
+            if key.__class__ is not yaml.ScalarNode:
+                raise _Unusual
+            mapping[_construct(loader, key)] = _construct(loader, value)   # a repeated key: the last wins, as in PyYAML
+        return mapping
+    raise _Unusual
 _HANDLER = frontmatter.default_handlers.YAMLHandler()
 MAX_NODES = 100_000     # frontmatter nodes per file; the corpus's largest has a few hundred
 MAX_DEPTH = 40
@@ -137,7 +183,10 @@ def read_entity(source: SourceFile) -> ReadResult:
             kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
             return fail(f"frontmatter is {kind}, not a mapping of fields", node.start_mark.line + 1,
                         rule="frontmatter")
-        data = loader.construct_document(node)
+        try:
+            data = _construct(loader, node)
+        except _Unusual:
+            data = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

@@ -382,3 +382,45 @@ def test_a_folder_read_by_a_given_listing(tmp_path):
     assert "entities/organizations/org-late.md" in [f.path for f in FolderSource(corpus).entity_files()]
     assert ("entities/organizations/org-late.md" in folder_listing(corpus)
             and folder_listing(corpus) != listing), "the next look sees it (and differs: a build follows)"
+
+
+@pytest.mark.corpus
+def test_audits_read_before_the_index_give_what_the_index_gives(corpus_dir, tmp_path, monkeypatch):
+    """A full build starts its audit pass before the entities are parsed, with ids and blobs
+    predicted from the layout (audit_cache.PendingAudits.early). The store and the report must
+    be those of a pass given the real index: when the layout predicts right, and when an
+    audited entity's file name is not its id (the early pass is then thrown away and redone)."""
+    from mg_rdf import analysis
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir / "entities" / "organizations", corpus / "entities" / "organizations")
+    (corpus / "audits").mkdir()
+    ids = {p.stem for p in (corpus / "entities").glob("*/*.md")}
+    for audit in sorted((corpus_dir / "audits").glob("*.md")):
+        if audit.stem in ids:
+            shutil.copy(audit, corpus / "audits" / audit.name)
+    redone: list[str] = []
+    real_pass = analysis.audit_pass
+
+    def counted_pass(source, index, iris, previous=None):
+        redone.append(source.provenance.location)
+        return real_pass(source, index, iris, previous)
+
+    monkeypatch.setattr(analysis, "audit_pass", counted_pass)
+
+    def compare(label: str) -> None:
+        early = build(FolderSource(corpus), tmp_path / f"early-{label}", IRIS, workers=1)
+        with monkeypatch.context() as m:
+            m.setattr(analysis.PendingAudits, "early", classmethod(lambda cls, source, iris: None))
+            late = build(FolderSource(corpus), tmp_path / f"late-{label}", IRIS, workers=1)
+        assert early.analysis.audits.entries and not early.incremental and not late.incremental
+        assert nquads(tmp_path / f"early-{label}") == nquads(tmp_path / f"late-{label}"), label
+        assert problems(early) == problems(late), label
+
+    compare("predicted")
+    assert redone == [], "the layout predicted every id: the early pass is kept"
+    audited = sorted(p.stem for p in (corpus / "audits").glob("*.md"))[0]
+    (corpus / "entities" / "organizations" / f"{audited}.md").rename(
+        corpus / "entities" / "organizations" / f"{audited}-moved.md")
+    compare("mispredicted")
+    assert len(redone) == 1, "the id the layout got wrong makes the early pass be redone"

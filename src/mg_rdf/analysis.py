@@ -70,8 +70,15 @@ class Analysis:
             return
         pending, self.pending_audits = self.pending_audits, None
         t0 = time.perf_counter()
-        self.audits = pending.result(self.source)
+        audits = pending.result(self.source, self.index)
         self.seconds["wait"] = self.seconds.get("wait", 0.0) + time.perf_counter() - t0
+        if audits is None:   # started before the index, which turned out other than predicted
+            t0 = time.perf_counter()
+            assert self.index is not None
+            audits = audit_pass(self.source, self.index, self.iris, None)
+            audits.seconds = time.perf_counter() - t0
+            self.seconds["wait"] += audits.seconds
+        self.audits = audits
         self.seconds["audits"] = self.audits.seconds
         self.problems.extend(self.audits.problems)
 
@@ -137,6 +144,21 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
     (BASE, entry, stub)), read and refilled here: an entry equal to the one a stub was made from
     gives the same stub (~70 ms for the real corpus's 827 unchanged files, ~5 ms to compare).
     """
+    # a full build's audits start at once, beside the parse (see PendingAudits.early)
+    early = PendingAudits.early(source, iris) if background_audits and previous_audits is None else None
+    try:
+        return _analyse(source, iris, shacl, workers, want_report, progress, previous, previous_audits,
+                        before_audits, background_audits, stubs, early)
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
+
+
+def _analyse(source: CorpusSource, iris: DataIris, shacl: bool, workers: int | None, want_report: bool,
+             progress: Progress | None, previous: dict[str, dict] | None, previous_audits: dict[str, dict] | None,
+             before_audits: Callable[[Analysis], None] | None, background_audits: bool,
+             stubs: dict[str, tuple] | None, early: PendingAudits | None) -> Analysis:
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
     remember = getattr(source, "remember", None)   # a folder: skip reading files whose stat is unchanged
@@ -204,7 +226,7 @@ def analyse(source: CorpusSource, iris: DataIris, *, shacl: bool = True, workers
         if before_audits is not None:
             before_audits(a)
         if background_audits:
-            a.pending_audits = PendingAudits(source, a.index, iris, previous_audits)
+            a.pending_audits = early or PendingAudits(source, a.index, iris, previous_audits)
         else:
             with timer("audits"):   # only the audits whose file or looked-up entities changed are read again
                 a.audits = audit_pass(source, a.index, iris, previous_audits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, parse, serialize
@@ -65,23 +66,42 @@ class PendingAudits:
     """``audit_pass`` in a forked process while the caller loads the entities: the audits'
     Python work (~1.4 s of the real corpus) leaves the build's critical path, and the quads
     come back as N-Quads bytes that Oxigraph parses (pickling 120,000 quad objects would cost
-    more than it saves)."""
+    more than it saves).
 
-    def __init__(self, source: CorpusSource, index: CorpusIndex, iris: DataIris,
+    ``PendingAudits.early`` starts it before the entities are even read, so that it runs while
+    the caller parses them (the second core is otherwise idle then): an audit needs of the
+    entities only their ids and blobs, which the layout predicts (file name = id, first path
+    wins, as in ``CorpusIndex``). Every id an audit looked up is recorded with what it found;
+    ``result`` checks those against the real index and returns None when any differs (a file
+    whose id is not its name, a duplicate, an unreadable file an audit cites): the caller then
+    reads the audits again with the real index."""
+
+    def __init__(self, source: CorpusSource, index: CorpusIndex | None, iris: DataIris,
                  previous: dict[str, dict[str, Any]] | None):
         global _JOB
-        _JOB = (source, index, iris, previous)
+        self.predicted = index is None
+        _JOB = (source, None if index is None else entity_blobs(index), iris, previous)
         try:
             self.pool = forked_pool(1)   # the child inherits _JOB
             self.future = self.pool.submit(_background_pass)
         finally:
             _JOB = None
 
-    def result(self, source: CorpusSource) -> AuditOutcome:
+    @classmethod
+    def early(cls, source: CorpusSource, iris: DataIris) -> PendingAudits:
+        """A full build's audit pass, started before the entities are read (see the class doc)."""
+        return cls(source, None, iris, None)
+
+    def result(self, source: CorpusSource, index: CorpusIndex | None = None) -> AuditOutcome | None:
         try:
             out = self.future.result()
         finally:
             self.pool.shutdown()
+        if self.predicted:
+            assert index is not None
+            blobs = entity_blobs(index)
+            if any(blobs.get(k) != v for entry in out.entries.values() for k, v in entry["deps"].items()):
+                return None
         if hasattr(source, "stats"):
             source.stats.update(out.source_stats)
         source.problems.extend(out.source_problems)
@@ -94,12 +114,27 @@ class PendingAudits:
 _JOB: tuple | None = None
 
 
+def entity_blobs(index: CorpusIndex) -> dict[str, str]:
+    return {eid: e.blob for eid, e in index.by_id.items()}
+
+
+def _predicted_blobs(source: CorpusSource) -> dict[str, str]:
+    """Entity id -> blob as the layout says before any file is parsed (see ``PendingAudits``)."""
+    out: dict[str, str] = {}
+    for f in sorted(source.entity_files(), key=lambda f: f.path):
+        out.setdefault(PurePosixPath(f.path).stem, f.blob)
+    return out
+
+
 def _background_pass() -> AuditOutcome:
     assert _JOB is not None
     t0 = time.perf_counter()
-    source = _JOB[0]
+    source, blobs, iris, previous = _JOB
     known = len(source.problems)
-    out = audit_pass(*_JOB)
+    if blobs is None:
+        blobs = _predicted_blobs(source)
+        del source.problems[known:]   # the caller reports the entity files' own problems
+    out = _audit_pass(source, blobs, iris, previous)
     # what the source noticed while reading the audits goes back to the parent's source
     out.source_stats = {p: k for p, k in getattr(source, "stats", {}).items() if p.startswith("audits/")}
     out.source_problems = source.problems[known:]
@@ -111,8 +146,12 @@ def _background_pass() -> AuditOutcome:
 
 def audit_pass(source: CorpusSource, index: CorpusIndex, iris: DataIris,
                previous: dict[str, dict[str, Any]] | None = None) -> AuditOutcome:
+    return _audit_pass(source, entity_blobs(index), iris, previous)
+
+
+def _audit_pass(source: CorpusSource, blobs: dict[str, str], iris: DataIris,
+                previous: dict[str, dict[str, Any]] | None) -> AuditOutcome:
     out = AuditOutcome()
-    blobs = {eid: e.blob for eid, e in index.by_id.items()}
     first: dict[str, str] = {}   # entity id -> the audit file that holds its graph
     for f in sorted(source.audit_files(), key=lambda f: f.path):
         old = previous.get(f.path) if previous else None

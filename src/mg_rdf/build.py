@@ -279,7 +279,7 @@ def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool
     ``mg:graphDigest`` differs from the one the previous build recorded in the store (or that
     the server lacks), the graphs no longer written (dropped) and the build record. ``full``:
     every graph is sent again, whatever the store holds."""
-    from .remote import GRAPH_DIGEST, RemoteStore, graph_digest, group_by_graph
+    from .remote import GRAPH_DIGEST, RemoteStore, graph_digest, graph_texts
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
@@ -296,17 +296,17 @@ def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool
         by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
         facts = DatasetFacts(source.provenance, title, by_type, len(set(quads)), _input_date(a))
         quads += dataset_graph(facts, iris) + sameas_quads(a.index, iris, LINKS_PATH)
-        graphs = group_by_graph(quads)
+        graphs = graph_texts(quads)
         graphs.pop(record, None)   # the build record is written below, whole, by every build
-        digests = {g.value: graph_digest(triples) for g, triples in graphs.items()}
+        digests = {g.value: graph_digest(nt) for g, nt in graphs.items()}
         present = {g.value for g in remote.named_graphs()}
         recorded = {} if full else remote.recorded_digests(record.value)
-        send = {g: triples for g, triples in graphs.items()
+        send = {g: nt for g, nt in graphs.items()
                 if g.value not in present or recorded.get(g.value) != digests[g.value]}
         drop = [NamedNode(g) for g in sorted(present - digests.keys() - {record.value})]
         meta = build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
         meta += [Quad(NamedNode(g), NamedNode(GRAPH_DIGEST), Literal(d), record) for g, d in sorted(digests.items())]
-        send |= group_by_graph(meta)
+        send |= graph_texts(meta)
         sent = remote.replace_graphs(drop, send, timeout=600)
     return BuildResult(a, url, facts.triples, by_type, a.seconds,  # type: ignore[arg-type]
                        time.perf_counter() - t0, sent=sent, graphs_sent=len(send) - 1, graphs=len(graphs))

@@ -153,37 +153,38 @@ class RemoteStore:
         q = f"SELECT ?g ?d WHERE {{ GRAPH <{build_graph}> {{ ?g <{GRAPH_DIGEST}> ?d }} }}"
         return {row["g"].value: row["d"].value for row in self.query(q) if isinstance(row["g"], NamedNode)}
 
-    def replace_graphs(self, drop: Iterable[NamedNode], quads: Iterable[Quad] | dict[NamedNode, list[Triple]],
+    def replace_graphs(self, drop: Iterable[NamedNode], quads: Iterable[Quad] | dict[NamedNode, bytes],
                        timeout: float | None = None) -> int:
         """In one update request: drop ``drop`` and every graph ``quads`` write, then insert ``quads``
-        (quads, or triples by graph as ``group_by_graph`` makes them). Returns the number of quads sent."""
-        by_graph = quads if isinstance(quads, dict) else group_by_graph(quads)
-        n = sum(len(triples) for triples in by_graph.values())
-        graphs = {g.value: g for g in drop} | {g.value: g for g in by_graph}
+        (quads, or each graph's triples as N-Triples, as ``graph_texts`` makes them). Returns the
+        number of quads sent."""
+        texts = quads if isinstance(quads, dict) else graph_texts(quads)
+        n = sum(nt.count(b"\n") for nt in texts.values())
+        graphs = {g.value: g for g in drop} | {g.value: g for g in texts}
         parts = [f"DROP SILENT GRAPH <{g}>" for g in sorted(graphs)]
         inserts = []
-        for g, triples in by_graph.items():
-            nt = serialize(triples, format=RdfFormat.N_TRIPLES).decode("utf-8")
-            inserts.append(f"GRAPH <{g.value}> {{\n{nt}}}")
+        for g, nt in texts.items():
+            inserts.append(f"GRAPH <{g.value}> {{\n{nt.decode('utf-8')}}}")
         if inserts:
             parts.append("INSERT DATA {\n" + "\n".join(inserts) + "\n}")
         self.update(" ;\n".join(parts), timeout=timeout)
         return n
 
 
-def group_by_graph(quads: Iterable[Quad]) -> dict[NamedNode, list[Triple]]:
+def graph_texts(quads: Iterable[Quad]) -> dict[NamedNode, bytes]:
+    """Each graph's triples as N-Triples (one line each), by graph name."""
     by_graph: dict[NamedNode, list[Triple]] = defaultdict(list)
     for q in quads:
         by_graph[q.graph_name].append(q.triple)
-    return by_graph
+    return {g: serialize(triples, format=RdfFormat.N_TRIPLES) for g, triples in by_graph.items()}
 
 
-def graph_digest(triples: list[Triple]) -> str:
-    """SHA-256 (hex) of a graph's distinct triples as N-Triples lines, sorted, joined by newlines
+def graph_digest(ntriples: bytes) -> str:
+    """SHA-256 (hex) of a graph's distinct N-Triples lines, sorted, joined by newlines
     (``mg:graphDigest``). Blank nodes count by their labels: the graphs mg-rdf writes label them
     the same in every build (``build._static_graph``); a graph whose labels did change is only
     sent again."""
-    lines = sorted(set(serialize(triples, format=RdfFormat.N_TRIPLES).splitlines()))
+    lines = sorted(set(ntriples.splitlines()))
     return hashlib.sha256(b"\n".join(lines)).hexdigest()
 
 

@@ -8,7 +8,6 @@ parse, map, checks, audits, SHACL) is ``analysis.analyse``.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -121,34 +120,46 @@ class PinLoad:
         return self.encode_manifest().write(manifest.manifest_path(build_dir))
 
 
-class _Encoding(threading.Thread):
+class _Thread(threading.Thread):
+    """``work`` in a thread of its own, started at once; ``result`` waits for it and returns what
+    it returned, or raises what it raised."""
+
+    def __init__(self, work: Callable[[], Any], name: str):
+        super().__init__(name=name, daemon=True)
+        self._work, self._value, self._error = work, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._work()
+        except BaseException as e:   # noqa: BLE001 - handed to the caller by result()
+            self._error = e
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Encoding(_Thread):
     """A pin's manifest encoded in a thread while the database is flushed (and a working copy
     checkpointed): Oxigraph lets go of the GIL meanwhile, so pickling (~15-20 ms) costs no time.
     The thread waits for ``go`` (set just before the flush): pickling does not let go of the
     GIL, so started any earlier it would hold the build's thread up instead."""
 
     def __init__(self, pin: PinLoad):
-        super().__init__(name="mg-rdf-manifest", daemon=True)
         self.pin = pin
-        self.encoded: manifest.Encoded | None = None
-        self.error: BaseException | None = None
         self.go = threading.Event()
-        self.start()
+        super().__init__(self._encode, "mg-rdf-manifest")
 
-    def run(self) -> None:
+    def _encode(self) -> manifest.Encoded:
         self.go.wait()
-        try:
-            self.encoded = self.pin.encode_manifest()
-        except BaseException as e:   # noqa: BLE001 - handed to the build's thread by result()
-            self.error = e
+        return self.pin.encode_manifest()
 
     def result(self) -> manifest.Encoded:
         self.go.set()
-        self.join()
-        if self.error is not None:
-            raise self.error
-        assert self.encoded is not None
-        return self.encoded
+        return super().result()
 
 
 class BuildMemory:
@@ -404,11 +415,13 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
                 # the audits (read meanwhile in another process: analyse's background_audits) are
                 # bulk-loaded by a thread beside the entities: Oxigraph's loads release the GIL and
                 # each runs on one core (HEAD: 3.7-4.3 s one after the other, 2.1-2.4 s together)
-                audits = _Thread(lambda: _load_audits(writer, a))
+                audits = _Thread(lambda: _load_audits(writer, a), "mg-rdf-audits")
                 try:
                     writer.load(_all_quads(a, source, iris, audits=False))
-                finally:
-                    audits.join()
+                except BaseException:
+                    audits.join()   # the thread uses the store: done with it before the error goes up
+                    raise
+                audits.result()
         a.join_audits()   # an incremental build's were read in process: nothing to wait for
         with timer("load"):
             if counted is not None:
@@ -449,27 +462,6 @@ def _load_audits(writer: StoreWriter, a: Analysis) -> None:
         writer.load_nquads(a.audits.nquads)
     elif a.audits.quads:
         writer.load(a.audits.quads)
-
-
-class _Thread(threading.Thread):
-    """``target`` in a thread; ``join`` raises what it raised (after the caller's own error, if
-    the caller is already raising one: that one propagates)."""
-
-    def __init__(self, target: Callable[[], None]):
-        super().__init__(daemon=True)
-        self._work, self._error = target, None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._work()
-        except BaseException as e:   # noqa: BLE001 - handed to join
-            self._error = e
-
-    def join(self, timeout: float | None = None) -> None:
-        super().join(timeout)
-        if self._error is not None and sys.exc_info()[1] is None:
-            raise self._error
 
 
 def _stream_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,

@@ -96,6 +96,8 @@ def _construct(loader: Yaml12Loader, node: yaml.Node) -> Any:
             mapping[_construct(loader, key)] = _construct(loader, value)   # a repeated key: the last wins, as in PyYAML
         return mapping
     raise _Unusual
+
+
 _HANDLER = frontmatter.default_handlers.YAMLHandler()
 MAX_NODES = 100_000     # frontmatter nodes per file; the corpus's largest has a few hundred
 MAX_DEPTH = 40

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, parse, serialize
@@ -21,6 +20,7 @@ from . import manifest
 from .audits import _provenance, audit_graph_iri, audit_iri, map_audit, read_audit
 from .integrity import CorpusIndex
 from .problems import Problem, Severity
+from .schema import by_layout
 from .source import CorpusSource
 from .vocab import DataIris
 from .workers import forked_pool, kill_pool
@@ -122,7 +122,9 @@ def _predicted_blobs(source: CorpusSource) -> dict[str, str]:
     """Entity id -> blob as the layout says before any file is parsed (see ``PendingAudits``)."""
     out: dict[str, str] = {}
     for f in sorted(source.entity_files(), key=lambda f: f.path):
-        out.setdefault(PurePosixPath(f.path).stem, f.blob)
+        found = by_layout(f.path)
+        if found is not None:
+            out.setdefault(found[0], f.blob)
     return out
 
 

@@ -239,6 +239,16 @@ PAIR_RULES: tuple[PairRule, ...] = (
 )
 
 
+def by_layout(path: str) -> tuple[str, EntityType] | None:
+    """The id and type an entity file's place says, before it is read: ``entities/<the type's
+    folder>/<id>.md``. (The file itself has the last word: its ``id`` and ``type`` fields.)"""
+    parts = path.split("/")
+    if len(parts) != 3 or not parts[2].endswith(".md"):
+        return None
+    t = BY_DIRECTORY.get(parts[1])
+    return None if t is None else (parts[2][:-3], t)
+
+
 def type_of_id(entity_id: str) -> EntityType | None:
     """The entity type whose prefix ``entity_id`` carries, if any."""
     for prefix, t in BY_PREFIX.items():

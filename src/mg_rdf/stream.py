@@ -40,7 +40,6 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, serialize
 
@@ -97,11 +96,9 @@ def _predicted_types(source: CorpusSource) -> dict[str, str]:
             paths = []
     out: dict[str, str] = {}
     for path in sorted(paths):
-        parts = path.split("/")
-        t = schema.BY_DIRECTORY.get(parts[1]) if len(parts) == 3 else None
-        stem = PurePosixPath(path).stem
-        if t is not None and stem not in out:
-            out[stem] = t.name
+        found = schema.by_layout(path)
+        if found is not None:
+            out.setdefault(found[0], found[1].name)
     return out
 
 

@@ -9,10 +9,9 @@ import click
 
 from .cli import base_option, main, store_option
 from .problems import MgRdfError
-from .reconcile import DEFAULT_BATCH, DEFAULT_ENDPOINT, DEFAULT_TIMEOUT
 from .store import open_read_only
 from .vocab import DataIris
-from .wikidata_links import LINKS_PATH, WIKIDATA_QUERY_SERVICE
+from .wikidata_links import LINKS_PATH, RECONCILE_BATCH, RECONCILE_TIMEOUT, WIKIDATA_QUERY_SERVICE
 
 
 @main.command("serve")
@@ -133,16 +132,16 @@ def watch_child() -> None:
 
 
 @main.command("reconcile")
-@click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, metavar="URL",
+@click.option("--endpoint", default=WIKIDATA_QUERY_SERVICE, show_default=True, metavar="URL",
               help="A Wikidata-compatible SPARQL endpoint to ask.")
 @click.option("--links", "links_path", type=click.Path(dir_okay=False, path_type=Path), default=LINKS_PATH,
               show_default="data/wikidata-links.tsv",
               help="The reviewed mapping: entities with an accepted row are skipped, reviewed rows are kept as they are.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the mapping with this run's proposals (default: --links itself).")
-@click.option("--batch", type=click.IntRange(1, 500), default=DEFAULT_BATCH, show_default=True,
+@click.option("--batch", type=click.IntRange(1, 500), default=RECONCILE_BATCH, show_default=True,
               help="Entities per request (one VALUES block).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--timeout", type=click.FloatRange(min=1), default=RECONCILE_TIMEOUT, show_default=True,
               help="Seconds one request may take.")
 @store_option
 @base_option

@@ -48,12 +48,13 @@ from . import __version__, schema
 from .problems import MgRdfError
 from .source import DEFAULT_REPOSITORY
 from .vocab import MG, WD, DataIris
-from .wikidata_links import (CONFIDENCE_ORDER, LINKS_PATH, WIKIDATA_QUERY_SERVICE, LinkRow, fresh_row,
-                             merge_proposals, read_links, write_links)
+from .wikidata_links import (CONFIDENCE_ORDER, LINKS_PATH, RECONCILE_BATCH, RECONCILE_TIMEOUT,
+                             WIKIDATA_QUERY_SERVICE, LinkRow, fresh_row, merge_proposals, read_links,
+                             write_links)
 
 DEFAULT_ENDPOINT = WIKIDATA_QUERY_SERVICE
-DEFAULT_BATCH = 50
-DEFAULT_TIMEOUT = 60.0     # the Wikidata Query Service stops queries after 60 s itself
+DEFAULT_BATCH = RECONCILE_BATCH
+DEFAULT_TIMEOUT = RECONCILE_TIMEOUT
 MAX_RETRY_WAIT = 300.0     # a Retry-After longer than this ends the run instead of blocking it
 HUMAN = "Q5"
 SCHOLARLY_ARTICLE = "Q13442814"

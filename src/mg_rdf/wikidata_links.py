@@ -50,6 +50,10 @@ from .vocab import DCT, OWL, PROV, RDF, SCHEMA, VOID, WD, XSD, DataIris
 LINKS_PATH = PROJECT_ROOT / "data" / "wikidata-links.tsv"
 # The Wikidata Query Service: what reconcile asks, and the SERVICE endpoint a server allows by default.
 WIKIDATA_QUERY_SERVICE = "https://query.wikidata.org/sparql"
+# reconcile's defaults, here so that the command line can show them without importing reconcile
+# (and requests, ~0.1 s) on every command
+RECONCILE_BATCH = 50
+RECONCILE_TIMEOUT = 60.0     # the Wikidata Query Service stops queries after 60 s itself
 COLUMNS = ("entity_id", "qid", "status", "match", "confidence", "evidence", "wikidata_label",
            "reviewer", "reviewed_on", "note")
 STATUSES = ("proposed", "accepted", "rejected")

@@ -11,6 +11,7 @@ previous manifest) reads them all; both give the same graphs (tested).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,20 +27,47 @@ from .vocab import DataIris
 from .workers import forked_pool, kill_pool
 
 
-class _Recording(dict):
-    """Entity id -> blob, remembering every id looked up and what it said then."""
+class _Recording:
+    """Entity id -> blob (a view of ``data``, not a copy: one is made per audit), remembering
+    every id looked up and what it said then."""
 
-    def __init__(self, data: dict[str, str]):
-        super().__init__(data)
+    def __init__(self, data: Mapping[str, str]):
+        self.data = data
         self.seen: dict[str, str | None] = {}
 
     def get(self, key: Any, default: Any = None) -> Any:
-        self.seen[key] = super().get(key)
-        return super().get(key, default)
+        found = self.seen[key] = self.data.get(key)
+        return default if found is None else found
 
     def __contains__(self, key: object) -> bool:
-        self.seen[key] = super().get(key)  # type: ignore[index]
-        return super().__contains__(key)
+        self.seen[key] = self.data.get(key)  # type: ignore[index,arg-type]
+        return key in self.data
+
+
+class _PredictedBlobs(Mapping):
+    """``_predicted_blobs(source)``, worked out at the first look-up: a corpus without audits
+    never reads its entity files for it."""
+
+    def __init__(self, source: CorpusSource):
+        self.source = source
+        self._blobs: dict[str, str] | None = None
+
+    @property
+    def blobs(self) -> dict[str, str]:
+        if self._blobs is None:
+            known = len(self.source.problems)
+            self._blobs = _predicted_blobs(self.source)
+            del self.source.problems[known:]   # the caller reports the entity files' own problems
+        return self._blobs
+
+    def __getitem__(self, key: str) -> str:
+        return self.blobs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.blobs)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
 
 
 @dataclass
@@ -133,10 +161,7 @@ def _background_pass() -> AuditOutcome:
     t0 = time.perf_counter()
     source, blobs, iris, previous = _JOB
     known = len(source.problems)
-    if blobs is None:
-        blobs = _predicted_blobs(source)
-        del source.problems[known:]   # the caller reports the entity files' own problems
-    out = _audit_pass(source, blobs, iris, previous)
+    out = _audit_pass(source, _PredictedBlobs(source) if blobs is None else blobs, iris, previous)
     # what the source noticed while reading the audits goes back to the parent's source
     out.source_stats = {p: k for p, k in getattr(source, "stats", {}).items() if p.startswith("audits/")}
     out.source_problems = source.problems[known:]
@@ -151,7 +176,7 @@ def audit_pass(source: CorpusSource, index: CorpusIndex, iris: DataIris,
     return _audit_pass(source, entity_blobs(index), iris, previous)
 
 
-def _audit_pass(source: CorpusSource, blobs: dict[str, str], iris: DataIris,
+def _audit_pass(source: CorpusSource, blobs: Mapping[str, str], iris: DataIris,
                 previous: dict[str, dict[str, Any]] | None) -> AuditOutcome:
     out = AuditOutcome()
     first: dict[str, str] = {}   # entity id -> the audit file that holds its graph

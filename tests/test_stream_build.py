@@ -15,11 +15,11 @@ from pyoxigraph import Store
 
 from conftest import HEAD_COMMIT, ROOT, make_corpus
 from mg_rdf import manifest, stream
-from mg_rdf.build import build
+from mg_rdf.build import BuildRefused, build
 from mg_rdf.dataset import stored_attribution
 from mg_rdf.dump import dump_bytes
 from mg_rdf.source import FolderSource, GitSource
-from mg_rdf.store import current_build
+from mg_rdf.store import StoreWriter, current_build
 from mg_rdf.vocab import DataIris
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -41,6 +41,20 @@ def _both(corpus: Path, tmp: Path, iris: DataIris, commit: str | None = None, so
     return out
 
 
+def _record_writes(monkeypatch) -> list[int]:
+    """The number of writes each database had when closed, in order (one bulk load: no compaction)."""
+    seen: list[int] = []
+    close = StoreWriter.close
+
+    def recording(self, optimize: bool = True) -> None:
+        if self.store is not None:
+            seen.append(self.writes)
+        close(self, optimize)
+
+    monkeypatch.setattr(StoreWriter, "close", recording)
+    return seen
+
+
 def _same(streamed, in_memory) -> None:
     (rs, nq_s, man_s), (rm, nq_m, man_m) = streamed, in_memory
     assert rs.analysis.seconds.get("stream") is not None and rm.analysis.seconds.get("stream") is None
@@ -54,10 +68,15 @@ def _same(streamed, in_memory) -> None:
     assert drop_stat(man_s) == drop_stat(man_m)
 
 
-def test_streamed_build_of_the_real_corpus_is_the_in_memory_build(corpus_dir, tmp_path, iris):
+def test_streamed_build_of_the_real_corpus_is_the_in_memory_build(corpus_dir, tmp_path, iris, monkeypatch):
+    writes = _record_writes(monkeypatch)
     streamed, in_memory = _both(corpus_dir, tmp_path, iris, HEAD_COMMIT)
     _same(streamed, in_memory)
     assert streamed[0].analysis.violations > 0 and streamed[0].triples > 200_000
+    # the streamed database came from one bulk load (audits and the build's description
+    # included), so it was not compacted; in memory the audits are loaded beside the
+    # entities, then the build's description: three writes, then a compaction
+    assert writes == [1, 3]
 
 
 def test_streamed_build_of_a_git_source(corpus_dir, tmp_path, iris, monkeypatch):
@@ -81,9 +100,11 @@ def test_streamed_build_of_a_multiplied_corpus_in_small_chunks(corpus_dir, tmp_p
     multiply(corpus_dir, corpus, 3)
     # chunks that cut across folders, so most references point into other chunks
     monkeypatch.setattr(stream, "CHUNK_FILES", 97)
+    writes = _record_writes(monkeypatch)
     streamed, in_memory = _both(corpus, tmp_path, iris)
     _same(streamed, in_memory)
     assert len(streamed[0].analysis.index.by_id) == 3 * 828
+    assert writes == [1, 2]   # no audits here: in memory, the entities then the build's description
 
 
 def _fm(eid: str, etype: str, extra: str = "") -> str:
@@ -109,10 +130,12 @@ def test_wrong_predictions_are_validated_again(tmp_path, iris, monkeypatch):
     }
     corpus = make_corpus(tmp_path / "c", files)
     monkeypatch.setattr(stream, "CHUNK_FILES", 2)
+    writes = _record_writes(monkeypatch)
     streamed, in_memory = _both(corpus, tmp_path, iris)
     _same(streamed, in_memory)
     assert streamed[0].analysis.seconds["rechecked"] >= 2   # camp-one, and the chunks holding org-dup
     assert streamed[0].analysis.seconds["regraphed"] >= 2   # camp-one (org-real, org-renamed), org-dup
+    assert writes[0] > 1   # graphs rewritten after the load: the database is compacted
     rules = {p.rule for p in streamed[0].analysis.problems}
     assert {"duplicate-id", "filename-id", "reference-type", "dangling-reference"} <= rules
 
@@ -162,3 +185,18 @@ def test_only_a_large_corpus_streams_by_default(tmp_path, monkeypatch):
     assert stream.worth_streaming(FolderSource(corpus))
     r = build(FolderSource(corpus), tmp_path / "store", DataIris())
     assert r.analysis.seconds.get("stream") is not None and len(r.analysis.index.by_id) == 5
+
+
+def test_a_strict_streamed_build_with_problems_is_refused_and_the_previous_store_stays(tmp_path, iris):
+    """The build's description is made inside the one bulk load, after the last chunk: a
+    refusal there (``--strict``) ends the load, and nothing of it is swapped in."""
+    corpus = make_corpus(tmp_path / "c", {"entities/organizations/org-a.md": _fm("org-a", "organization")})
+    store = tmp_path / "store"
+    before = build(FolderSource(corpus), store, iris).store_path
+    (corpus / "entities/campaigns").mkdir()
+    (corpus / "entities/campaigns/camp-b.md").write_text(_fm("camp-b", "campaign", "lead_orgs: [org-gone]\n"))
+    with pytest.raises(BuildRefused) as refused:
+        build(FolderSource(corpus), store, iris, stream=True, strict=True)
+    assert "dangling-reference" in {p.rule for p in refused.value.analysis.problems}
+    assert current_build(store) == before
+    assert not list((store / "builds").glob(".tmp-*"))

@@ -471,19 +471,20 @@ def _stream_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], 
     triples in memory at once."""
     from .stream import analyse_and_load
 
-    a = analyse_and_load(source, iris, writer, keep_source, workers=workers, progress=progress)
+    def meta(a: Analysis, triples: int) -> list[Quad]:
+        assert a.index is not None
+        if strict and (a.violations or a.warnings):
+            raise BuildRefused(a)
+        by_type = Counter(e.type for e in a.index.by_id.values())
+        facts = DatasetFacts(source.provenance, title, by_type, triples, _input_date(a))
+        return (dataset_graph(facts, iris) + build_graph(iris, started, time.perf_counter() - t0, a.warnings,
+                                                         a.violations)
+                + sameas_quads(a.index, iris, LINKS_PATH))
+
+    a, triples = analyse_and_load(source, iris, writer, keep_source, meta, workers=workers, progress=progress)
     assert a.index is not None and writer.store is not None
-    if strict and (a.violations or a.warnings):
-        raise BuildRefused(a)
     timer = _Timer(a.seconds)
     by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())
-    with timer("load"):
-        triples = len(writer.store)
-        facts = DatasetFacts(source.provenance, title, by_type, triples, _input_date(a))
-        meta = dataset_graph(facts, iris)
-        meta += build_graph(iris, started, time.perf_counter() - t0, a.warnings, a.violations)
-        meta += sameas_quads(a.index, iris, LINKS_PATH)
-        writer.load(meta)
     if pages is not None:
         with timer("pages"):
             _write_pages(pages, writer.store, writer, a, iris, None, None, set(a.index.by_id))

@@ -24,24 +24,24 @@ a reverse link or mention to an id predicted wrongly, or written into by a losin
 is rewritten; an entity whose SHACL run saw a wrong type (or shared a chunk with a duplicate)
 is validated again. Both are rare (a file whose name or folder does not match its id), so
 the result is the in-memory build's at the cost of one pass. Then the main process runs the
-whole-corpus checks on the summaries and loads the tag scheme, ontology, shapes and audits
-(read meanwhile in a forked process). tests/test_stream_build.py checks that the dump, the
-problems and the manifest equal the in-memory build's (real corpus, a multiplied one cut
-into small chunks, a corpus whose layout misleads the listing).
+whole-corpus checks on the summaries and feeds the tag scheme, ontology, shapes, audits (read
+from the start in a forked process) and the build's description to the same bulk load: a
+database made by one bulk load needs no compaction. tests/test_stream_build.py checks that
+the dump, the problems and the manifest equal the in-memory build's (real corpus, a
+multiplied one cut into small chunks, a corpus whose layout misleads the listing).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from pyoxigraph import NamedNode, Quad, RdfFormat, serialize
+from pyoxigraph import NamedNode, Quad, RdfFormat, parse, serialize
 
 from . import schema
 from .analysis import Analysis, Progress, _Timer
@@ -72,10 +72,14 @@ class _Chunk:
     shacl: dict[str, list[Problem]]                 # path -> SHACL problems (entities validated)
     assumed: list[tuple[str, str, str | None]]      # (path, referenced id, type assumed for it)
     seconds: dict[str, float] = field(default_factory=dict)
+    quads: int = 0                                  # distinct quads in nquads (graphs: one per entity)
 
 
 # (base IRI, predicted types by id, keep_source, provenance): set before the workers fork, inherited
 _JOB: tuple | None = None
+
+# (analysis, quads so far) -> the quads that describe the build (see analyse_and_load)
+MetaQuads = Callable[[Analysis, int], Iterable[Quad]]
 
 
 def _predicted_types(source: CorpusSource) -> dict[str, str]:
@@ -155,10 +159,12 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     # The whole entity graph: reverse links and mentions go to the ids the listing predicts
     # (the main process checks that against the real index, see _to_regraph).
     parts = []
+    quads = 0
     for m in typed:
         g = iris.graph(m.id)
-        triples = entity_triples(m, predicted, provenance, iris, NamedNode(g))
-        parts.append(serialize(triples, format=RdfFormat.N_TRIPLES).replace(b" .\n", f" <{g}> .\n".encode()))
+        triples = serialize(entity_triples(m, predicted, provenance, iris, NamedNode(g)), format=RdfFormat.N_TRIPLES)
+        quads += _distinct_lines(triples)
+        parts.append(triples.replace(b" .\n", f" <{g}> .\n".encode()))
     nquads = b"".join(parts)
     del parts
     seconds["serialize"] += time.perf_counter() - t0
@@ -170,7 +176,13 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
             m.triples, m.lines, m.problems, m.source_data = [], {}, [], b""
     _IRI_CACHE.clear()   # validation's cache of rdflib IRIs: it would grow with every chunk
     seconds["cpu workers"] = time.process_time() - cpu
-    return _Chunk(out, nquads, shacl, assumed, seconds)
+    return _Chunk(out, nquads, shacl, assumed, seconds, quads)
+
+
+def _distinct_lines(data: bytes) -> int:
+    """The distinct lines of N-Triples or N-Quads text from Oxigraph's serialiser (one statement
+    a line, each ending in a newline; the same statement is always written alike)."""
+    return len(set(data.split(b"\n"))) - 1 if data else 0
 
 
 def _validate(typed: list[MappedEntity], predicted: dict[str, str],
@@ -200,43 +212,18 @@ def _validate(typed: list[MappedEntity], predicted: dict[str, str],
     return by_path, assumed
 
 
-class _Feed(io.RawIOBase):
-    """A file-like object over a stream of byte chunks, for ``Store.bulk_load``. An exception
-    raised while making the next chunk ends the stream at a chunk boundary and is kept, for
-    the caller to raise once the load returns (Oxigraph would report it as an I/O error)."""
-
-    def __init__(self, chunks: Iterator[bytes]):
-        self.chunks = chunks
-        self.buf = memoryview(b"")
-        self.error: BaseException | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:   # type: ignore[override]
-        while not self.buf:
-            if self.error is not None:
-                return 0
-            try:
-                nxt = next(self.chunks, None)
-            except BaseException as e:   # noqa: BLE001 - re-raised by the caller
-                self.error = e
-                return 0
-            if nxt is None:
-                return 0
-            self.buf = memoryview(nxt)
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.buf = self.buf[n:]
-        return n
-
-
-def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, *,
-                     workers: int | None = None, progress: Progress | None = None) -> Analysis:
+def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, meta: MetaQuads, *,
+                     workers: int | None = None, progress: Progress | None = None) -> tuple[Analysis, int]:
     """A full build's analysis and load in one streaming pass (see the module doc): ``writer``
-    (a ``store.StoreWriter``) ends up holding every quad but the dataset description, build
-    record and linkset, which the caller adds; the returned Analysis has the SHACL results
-    taken and the audits joined."""
+    (a ``store.StoreWriter``) ends up holding every quad, ``meta(analysis, quads)`` giving the
+    dataset description, build record and linkset (it may raise, e.g. ``BuildRefused``) from
+    the analysis (SHACL results taken, audits joined) and the number of quads before them,
+    which is returned with the analysis.
+
+    Everything goes into ONE bulk load when the listing predicted the corpus well (nearly
+    always): the whole-corpus checks, the tag scheme, ontology, shapes, audits and ``meta`` are
+    fed to it after the last chunk. A database made by one bulk load needs no compaction (at
+    100x the corpus, a minute of one core after a second load), and its lookups are as fast."""
     global _JOB
     a = Analysis(source, iris)
     timer = _Timer(a.seconds)
@@ -252,8 +239,9 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
     chunk_of: dict[str, int] = {}
     chunks: list[list[str]] = []
     pool: ProcessPoolExecutor | None = None
-    audits: PendingAudits | None = None
     total = len(predicted)
+    fed = [0, 0.0]   # distinct quads fed to the load; seconds spent after the last chunk, within it
+    folded = False   # what follows the entity graphs went into the same load
 
     def take(c: _Chunk) -> bytes:
         for k, v in c.seconds.items():
@@ -272,6 +260,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         chunks.append(paths)
         shacl.update(c.shacl)
         assumed.extend(c.assumed)
+        fed[0] += c.quads
         if progress:
             progress("parse", len(a.entries), max(total, len(a.entries)))
         return c.nquads
@@ -304,13 +293,77 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         while pending:
             yield _wait(pending.popleft())
 
+    def all_quads(first: deque[Future]) -> Iterator[Quad]:
+        nonlocal folded
+        # Oxigraph's parser makes the chunks' quads (as fast as its bulk load from bytes here);
+        # a load from bytes would give the ontology's and shapes' blank nodes new labels
+        for nquads in results(first):
+            yield from parse(nquads, format=RdfFormat.N_QUADS)
+        t0 = time.perf_counter()
+        rest = after_the_chunks()
+        fed[1] = time.perf_counter() - t0
+        if rest is not None:
+            folded = True
+            yield from rest
+
     def _wait(fut: Future) -> bytes:
         t0 = time.perf_counter()
         c = fut.result()
         a.seconds["wait"] += time.perf_counter() - t0
         return take(c)
 
+    def after_the_chunks() -> list[Quad] | None:
+        """Run while the bulk load waits for its last quads: the whole-corpus checks, and, when
+        no entity graph must be rewritten, the quads that follow the entity graphs (None: they
+        are loaded after the load)."""
+        nonlocal pool, regraph, again, fresh, early
+        assert pool is not None
+        pool.shutdown()
+        pool = None
+        a.seconds["stream"] = time.perf_counter() - t_stream
+        a.seconds["cpu main stream"] = _cpu() - cpu_main
+        a.problems.extend(source.problems)
+        with timer("check"):
+            a.index = CorpusIndex(summaries)
+            a.entities = summaries
+            if not a.index.by_id:
+                raise MgRdfError(f"{source.provenance.location}: no entity could be read; "
+                                 "the previous store is unchanged")
+            a.problems.extend(check(a.index))
+            a.problems.extend(link_problems(a.index, LINKS_PATH))
+            again = _to_check_again(a.index, assumed, chunk_of, chunks)
+            regraph = _to_regraph(a.index, predicted)
+            fresh = _read_again(source, iris, again | {a.index.by_id[i].path for i in regraph}) if (
+                again or regraph) else {}
+        if regraph:
+            return None
+        take_shacl()
+        rest = list(_derived_quads(a, source, iris))
+        a.pending_audits, early = early, None
+        a.join_audits()
+        rest += a.audits.statements()
+        # the graphs of these quads are none of the entity graphs counted so far
+        fed[0] += len(set(rest))
+        return rest + list(meta(a, fed[0]))
+
+    def take_shacl() -> None:
+        t0 = time.perf_counter()
+        winners = {e.path for e in a.index.by_id.values()}
+        problems = [p for path, ps in shacl.items() if path in winners and path not in again for p in ps]
+        if again:
+            redo = [fresh[p] for p in sorted(again)]
+            problems += validate(redo, a.index, iris, workers=1).problems
+        a.seconds["validate"] += time.perf_counter() - t0
+        a.take_shacl(ShaclOutcome(problems, None, a.seconds["validate"]))
+        a.seconds["rechecked"] = len(again)
+
+    regraph: set[str] = set()
+    again: set[str] = set()
+    fresh: dict[str, MappedEntity] = {}
     t_stream, cpu_main = time.perf_counter(), _cpu()
+    # the audits are read in a forked process from the start, with the ids the layout predicts
+    # (see PendingAudits.early; a corpus without audits costs it nothing)
+    early: PendingAudits | None = PendingAudits.early(source, iris)
     _JOB = (iris.base, predicted, keep_source, source.provenance)
     try:
         pool = forked_pool(n_workers)   # forked at the first submit: before the source reads, the store opens
@@ -323,33 +376,18 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
                 break
         _JOB = None
         store = writer.open()
-        feed = _Feed(results(first))
         t0, before = time.perf_counter(), a.seconds["wait"] + a.seconds["read"]
-        writer.load_nquads(feed)   # type: ignore[arg-type]
-        if feed.error is not None:
-            raise feed.error
-        a.seconds["load"] += time.perf_counter() - t0 - (a.seconds["wait"] + a.seconds["read"] - before)
-        pool.shutdown()
-        pool = None
-        a.seconds["stream"] = time.perf_counter() - t_stream
-        a.seconds["cpu main stream"] = _cpu() - cpu_main
-        a.problems.extend(source.problems)
+        writer.load(all_quads(first))
+        a.seconds["load"] += (time.perf_counter() - t0 - fed[1]
+                              - (a.seconds["wait"] + a.seconds["read"] - before))
+        if folded:
+            a.seconds["regraphed"] = 0
+            a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
+            return a, fed[0]
 
-        with timer("check"):
-            a.index = CorpusIndex(summaries)
-            a.entities = summaries
-            if not a.index.by_id:
-                raise MgRdfError(f"{source.provenance.location}: no entity could be read; "
-                                 "the previous store is unchanged")
-            a.problems.extend(check(a.index))
-            a.problems.extend(link_problems(a.index, LINKS_PATH))
-        audits = PendingAudits(source, a.index, iris, None)   # a forked process; never touches the store
-        with timer("check"):
-            again = _to_check_again(a.index, assumed, chunk_of, chunks)
-            regraph = _to_regraph(a.index, predicted)
-            fresh = _read_again(source, iris, again | {a.index.by_id[i].path for i in regraph}) if (
-                again or regraph) else {}
+        # An entity graph must be rewritten: the rest follows the load, as separate writes.
         with timer("load"):
+            writer.writes += 1
             for eid in sorted(regraph):
                 e = fresh[a.index.by_id[eid].path]
                 g = NamedNode(iris.graph(eid))
@@ -357,34 +395,27 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
                 store.extend(Quad(t.subject, t.predicate, t.object, g)
                              for t in entity_triples(e, a.index, source.provenance, iris, g))
         a.seconds["regraphed"] = len(regraph)
-        t0 = time.perf_counter()
-        winners = {e.path for e in a.index.by_id.values()}
-        problems = [p for path, ps in shacl.items() if path in winners and path not in again for p in ps]
-        if again:
-            redo = [fresh[p] for p in sorted(again)]
-            problems += validate(redo, a.index, iris, workers=1).problems
-        a.seconds["validate"] += time.perf_counter() - t0
-        a.take_shacl(ShaclOutcome(problems, None, a.seconds["validate"]))
-        a.seconds["rechecked"] = len(again)
-
+        take_shacl()
         with timer("load"):
             writer.load(_derived_quads(a, source, iris))
-        a.pending_audits, audits = audits, None
+        a.pending_audits, early = early, None
         a.join_audits()
         with timer("load"):
             if a.audits.nquads is not None:
                 writer.load_nquads(a.audits.nquads)
             elif a.audits.quads:
                 writer.load(a.audits.quads)
+            count = len(store)
+            writer.load(meta(a, count))
         a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
     finally:
         _JOB = None
         if pool is not None:
             kill_pool(pool)
-        if audits is not None:
-            audits.cancel()
+        if early is not None:
+            early.cancel()
         a.cancel_audits()
-    return a
+    return a, count
 
 
 def _cpu() -> float:

@@ -233,13 +233,15 @@ class StoreWriter:
             raise _disk_error(self.directory, e) from e
 
     def load_nquads(self, data: bytes) -> None:
-        """Bulk-load N-Quads bytes (parsed by Oxigraph, no Python object per quad)."""
+        """Bulk-load N-Quads bytes (parsed by Oxigraph, no Python object per quad) that Oxigraph
+        wrote from terms it had already checked: its parser is told not to check the IRIs again
+        (``lenient``). Blank nodes get new labels in such a load: ``load`` keeps theirs."""
         assert self.store is not None
         if not data:
             return
         self.writes += 1
         try:
-            self.store.bulk_load(data, format=RdfFormat.N_QUADS)
+            self.store.bulk_load(data, format=RdfFormat.N_QUADS, lenient=True)
         except OSError as e:
             raise _disk_error(self.directory, e) from e
 

@@ -240,10 +240,12 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
     chunks: list[list[str]] = []
     pool: ProcessPoolExecutor | None = None
     total = len(predicted)
-    fed = [0, 0.0]   # distinct quads fed to the load; seconds spent after the last chunk, within it
+    fed = 0          # distinct quads fed to the load so far
+    after = 0.0      # seconds spent within the load after its last chunk (checks, audits' wait …)
     folded = False   # what follows the entity graphs went into the same load
 
     def take(c: _Chunk) -> bytes:
+        nonlocal fed
         for k, v in c.seconds.items():
             a.seconds[k] = a.seconds.get(k, 0.0) + v
         number = len(chunks)
@@ -260,7 +262,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         chunks.append(paths)
         shacl.update(c.shacl)
         assumed.extend(c.assumed)
-        fed[0] += c.quads
+        fed += c.quads
         if progress:
             progress("parse", len(a.entries), max(total, len(a.entries)))
         return c.nquads
@@ -294,14 +296,14 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
             yield _wait(pending.popleft())
 
     def all_quads(first: deque[Future]) -> Iterator[Quad]:
-        nonlocal folded
+        nonlocal folded, after
         # Oxigraph's parser makes the chunks' quads (as fast as its bulk load from bytes here);
         # a load from bytes would give the ontology's and shapes' blank nodes new labels
         for nquads in results(first):
             yield from parse(nquads, format=RdfFormat.N_QUADS)
         t0 = time.perf_counter()
         rest = after_the_chunks()
-        fed[1] = time.perf_counter() - t0
+        after = time.perf_counter() - t0
         if rest is not None:
             folded = True
             yield from rest
@@ -316,7 +318,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         """Run while the bulk load waits for its last quads: the whole-corpus checks, and, when
         no entity graph must be rewritten, the quads that follow the entity graphs (None: they
         are loaded after the load)."""
-        nonlocal pool, regraph, again, fresh, early
+        nonlocal pool, regraph, again, fresh, early, fed
         assert pool is not None
         pool.shutdown()
         pool = None
@@ -343,8 +345,8 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         a.join_audits()
         rest += a.audits.statements()
         # the graphs of these quads are none of the entity graphs counted so far
-        fed[0] += len(set(rest))
-        return rest + list(meta(a, fed[0]))
+        fed += len(set(rest))
+        return rest + list(meta(a, fed))
 
     def take_shacl() -> None:
         t0 = time.perf_counter()
@@ -378,12 +380,12 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         store = writer.open()
         t0, before = time.perf_counter(), a.seconds["wait"] + a.seconds["read"]
         writer.load(all_quads(first))
-        a.seconds["load"] += (time.perf_counter() - t0 - fed[1]
+        a.seconds["load"] += (time.perf_counter() - t0 - after
                               - (a.seconds["wait"] + a.seconds["read"] - before))
         if folded:
             a.seconds["regraphed"] = 0
             a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
-            return a, fed[0]
+            return a, fed
 
         # An entity graph must be rewritten: the rest follows the load, as separate writes.
         with timer("load"):

@@ -318,7 +318,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
         """Run while the bulk load waits for its last quads: the whole-corpus checks, and, when
         no entity graph must be rewritten, the quads that follow the entity graphs (None: they
         are loaded after the load)."""
-        nonlocal pool, regraph, again, fresh, early, fed
+        nonlocal pool, regraph, again, fresh, fed
         assert pool is not None
         pool.shutdown()
         pool = None
@@ -339,14 +339,20 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
                 again or regraph) else {}
         if regraph:
             return None
+        rest = the_rest()
+        # the graphs of these quads are none of the entity graphs counted so far
+        fed += len(set(rest))
+        return rest + list(meta(a, fed))
+
+    def the_rest() -> list[Quad]:
+        """What follows the entity graphs but the build's description: the tag scheme, ontology,
+        shapes and audits (the SHACL results are taken first: the problems keep their order)."""
+        nonlocal early
         take_shacl()
         rest = list(_derived_quads(a, source, iris))
         a.pending_audits, early = early, None
         a.join_audits()
-        rest += a.audits.statements()
-        # the graphs of these quads are none of the entity graphs counted so far
-        fed += len(set(rest))
-        return rest + list(meta(a, fed))
+        return rest + a.audits.statements()
 
     def take_shacl() -> None:
         t0 = time.perf_counter()
@@ -387,7 +393,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
             a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
             return a, fed
 
-        # An entity graph must be rewritten: the rest follows the load, as separate writes.
+        # An entity graph must be rewritten: that, then the rest, follow the load as two more writes.
         with timer("load"):
             writer.writes += 1
             for eid in sorted(regraph):
@@ -397,18 +403,10 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
                 store.extend(Quad(t.subject, t.predicate, t.object, g)
                              for t in entity_triples(e, a.index, source.provenance, iris, g))
         a.seconds["regraphed"] = len(regraph)
-        take_shacl()
+        rest = the_rest()
         with timer("load"):
-            writer.load(_derived_quads(a, source, iris))
-        a.pending_audits, early = early, None
-        a.join_audits()
-        with timer("load"):
-            if a.audits.nquads is not None:
-                writer.load_nquads(a.audits.nquads)
-            elif a.audits.quads:
-                writer.load(a.audits.quads)
-            count = len(store)
-            writer.load(meta(a, count))
+            count = len(store) + len(set(rest))   # the graphs of ``rest`` are not in the store yet
+            writer.load(rest + list(meta(a, count)))
         a.seconds["cpu main after"] = _cpu() - cpu_main - a.seconds["cpu main stream"]
     finally:
         _JOB = None

@@ -87,6 +87,9 @@ def test_a_hostile_corpus_builds_what_it_can_and_reports_the_rest(tmp_path):
     assert "org-secret" not in names, "a file outside the corpus is never read"
     assert "org-..%2F..%2Fetc%2Fpasswd" in names, "a path-like id stays one percent-encoded IRI segment"
     assert "org-café" in names
-    # no source file escaped the build's sources folder
-    sources = current_build(tmp_path / "store").with_name(current_build(tmp_path / "store").name + ".sources")
-    assert all(p.parent == sources for p in sources.rglob("*"))
+    # the entity files kept for serving are packs in the store's sources folder, named by the
+    # build, never by an id: nothing lands elsewhere, whatever the ids look like
+    packs = tmp_path / "store" / "sources" / "packs"
+    kept = [p for p in (tmp_path / "store" / "sources").rglob("*") if p.is_file()]
+    assert kept and all(p.parent == packs and p.suffix in (".pack", ".idx") for p in kept), kept
+    assert [p.name for p in outside.iterdir()] == ["secret.md"]

@@ -260,7 +260,7 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
     written: list[dict[str, Any]] = []
     try:
         with new_build(store_path) as nb:
-            pin = load_pin(nb.main, nb.keep_source, source, iris, previous_build_for(prev_dir, source),
+            pin = load_pin(nb.main, nb.keep_sources, source, iris, previous_build_for(prev_dir, source),
                            strict=strict, workers=workers, title=title, full=full or bool(stream), progress=progress,
                            pages=pages, stream=stream, memory=memory)
             encoding = _Encoding(pin)
@@ -353,7 +353,7 @@ def blobs_of_build(build_dir: Path) -> set[str] | None:
     return blobs
 
 
-def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
+def load_pin(writer: StoreWriter, keep_sources: Callable[[Iterable[tuple[str, bytes]]], None], source: CorpusSource,
              iris: DataIris, previous_dir: Path | None, *, strict: bool = False, workers: int | None = None,
              title: str = CORPUS_TITLE, full: bool = False, progress: Progress | None = None,
              pages: PageWriter | None = None, stream: bool | None = False,
@@ -376,7 +376,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
 
         stream = worth_streaming(source)
     if previous is None and stream:
-        return _stream_pin(writer, keep_source, source, iris, fp, started, t0, strict=strict, workers=workers,
+        return _stream_pin(writer, keep_sources, source, iris, fp, started, t0, strict=strict, workers=workers,
                            title=title, progress=progress, pages=pages)
     # SHACL runs in worker processes while this process reads the audits and loads the store.
     started_shacl: list[PendingValidation] = []
@@ -426,9 +426,7 @@ def load_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], sou
         with timer("load"):
             if counted is not None:
                 _replace_audits(counted, a)
-            for e in a.index.by_id.values():
-                if not e.stub:
-                    keep_source(e.blob, e.source_data)
+            keep_sources((e.blob, e.source_data) for e in a.index.by_id.values() if not e.stub)
         outcome = pending.result()
         a.take_shacl(outcome)
         a.seconds["validate"] = outcome.seconds
@@ -464,7 +462,7 @@ def _load_audits(writer: StoreWriter, a: Analysis) -> None:
         writer.load(a.audits.quads)
 
 
-def _stream_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], source: CorpusSource,
+def _stream_pin(writer: StoreWriter, keep_sources: Callable[[Iterable[tuple[str, bytes]]], None], source: CorpusSource,
                 iris: DataIris, fp: str, started: str, t0: float, *, strict: bool, workers: int | None,
                 title: str, progress: Progress | None, pages: PageWriter | None) -> PinLoad:
     """A full load through stream.py: the same graph and problems, without every entity's
@@ -481,7 +479,7 @@ def _stream_pin(writer: StoreWriter, keep_source: Callable[[str, bytes], None], 
                                                          a.violations)
                 + sameas_quads(a.index, iris, LINKS_PATH))
 
-    a, triples = analyse_and_load(source, iris, writer, keep_source, meta, workers=workers, progress=progress)
+    a, triples = analyse_and_load(source, iris, writer, keep_sources, meta, workers=workers, progress=progress)
     assert a.index is not None and writer.store is not None
     timer = _Timer(a.seconds)
     by_type: Counter[str] = Counter(e.type for e in a.index.by_id.values())

@@ -76,12 +76,12 @@ def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris
             if key == current_key:
                 continue
             writer = nb.pin(key)
-            loads[key] = load_pin(writer, nb.keep_source, src, iris, previous_build_for(prev_dir, src),
+            loads[key] = load_pin(writer, nb.keep_sources, src, iris, previous_build_for(prev_dir, src),
                                   strict=strict, workers=workers, title=title, full=full,
                                   progress=_labelled(progress, key), pages=pages)
             writer.close(optimize=loads[key].previous is None)
         src = by_key[current_key]
-        loads[current_key] = cur = load_pin(nb.main, nb.keep_source, src, iris, previous_build_for(prev_dir, src),
+        loads[current_key] = cur = load_pin(nb.main, nb.keep_sources, src, iris, previous_build_for(prev_dir, src),
                                             strict=strict, workers=workers, title=title, full=full,
                                             progress=_labelled(progress, current_key), pages=pages)
         order = sorted(keys, key=lambda k: (by_key[k].provenance.commit_date or "", keys.index(k)))

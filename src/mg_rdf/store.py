@@ -6,7 +6,7 @@ Layout of a store path::
     STORE/builds/<id>/   a complete Oxigraph store
     STORE/builds/<id>.manifest  what the build read from each file (for the next build)
     STORE/builds/<id>.pins/      the build's other pins, one Oxigraph dir each (see pins.py)
-    STORE/sources/<git blob hash>  every entity file a kept build read, by content
+    STORE/sources/       every entity file a kept build read, by content (source_packs.py)
     STORE/builds/.tmp-*  a build in progress (removed by the next build if left behind)
     STORE/builds/.work-*/  a watching server's working copy (see WorkingCopy)
     STORE/lock           held by a running build
@@ -22,7 +22,6 @@ the previous build is kept so a reader that opened it keeps working.
 from __future__ import annotations
 
 import errno
-import re
 import fcntl
 import os
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 from pyoxigraph import Quad, RdfFormat, Store
 
+from . import source_packs
 from .problems import MgRdfError
 
 KEEP_BUILDS = 2
@@ -54,11 +54,6 @@ def current_build(path: Path) -> Path | None:
         return None
     target = (path / os.readlink(link)).resolve()
     return target if target.is_dir() else None
-
-
-def source_path(store_path: Path, blob: str) -> Path:
-    """Where a build keeps an entity file it read, by git blob hash (served as text/markdown)."""
-    return store_path / "sources" / blob[:2] / blob
 
 
 def open_read_only(path: Path | str) -> Store:
@@ -275,13 +270,17 @@ class NewBuild:
 
     def __init__(self, path: Path):
         self.path = path
-        # sortable by time, unique even for two builds in one second of one process
-        self.build_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # sortable by time (to the microsecond: a watching server builds several times a second, and
+        # old builds are collected newest first by name), unique even for two builds at one instant
+        now = time.time_ns()
+        self.build_id = (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9)) + f"{now // 1000 % 10**6:06d}"
+                         + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}")
         self.tmp = path / "builds" / f".tmp-{self.build_id}"
         self.pins_tmp = path / "builds" / f".tmp-{self.build_id}.pins"
         self.main = StoreWriter(self.tmp)
         self.pins: dict[str, StoreWriter] = {}
         self.swapped: float | None = None
+        self._kept: set[str] | None = None   # blobs in the store's packs (read at the first keep_sources)
 
     @property
     def store(self) -> Store | None:
@@ -303,17 +302,17 @@ class NewBuild:
             self.pins[key] = StoreWriter(self.pins_tmp / key)
         return self.pins[key]
 
-    def keep_source(self, blob: str, data: bytes) -> None:
-        """Keep an entity file by content; files already kept by an earlier build are shared."""
-        if not re.fullmatch(r"[0-9a-f]{40}", blob):
-            return
-        path = source_path(self.path, blob)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{blob}.{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+    def keep_sources(self, files: Iterable[tuple[str, bytes]]) -> None:
+        """Keep entity files (blob, bytes) by content, in one pack (source_packs.py); files an
+        earlier build kept already are not written again."""
+        if self._kept is None:
+            self._kept = source_packs.Shelf(self.path).blobs()
+        todo = [(blob, data) for blob, data in files if blob not in self._kept]
+        try:
+            source_packs.write_pack(self.path, todo)
+        except OSError as e:
+            raise _disk_error(source_packs.packs_dir(self.path), e) from e
+        self._kept.update(blob for blob, _ in todo)
 
     def commit(self, on_complete: Callable[[Path], None] | None = None,
                blobs_of: Callable[[Path], set[str] | None] | None = None, optimize: bool = True,
@@ -384,7 +383,7 @@ def _collect_old_builds(path: Path, blobs_of: Callable[[Path], set[str] | None] 
                     shutil.rmtree(side, ignore_errors=True)
                 else:
                     side.unlink(missing_ok=True)
-    if blobs_of is None or not (path / "sources").is_dir():
+    if blobs_of is None or not source_packs.sources_dir(path).is_dir():
         return
     wanted: set[str] = set()
     for p in keep:
@@ -392,15 +391,7 @@ def _collect_old_builds(path: Path, blobs_of: Callable[[Path], set[str] | None] 
         if blobs is None:
             return  # cannot tell what an old build needs: keep everything
         wanted |= blobs
-    for folder in os.scandir(path / "sources"):   # os.scandir: pathlib's glob took ~10 ms for ~1,400 files
-        if not folder.is_dir(follow_symlinks=False):
-            continue
-        for f in os.scandir(folder.path):
-            if f.name not in wanted and not f.name.startswith("."):
-                try:
-                    os.unlink(f.path)
-                except FileNotFoundError:
-                    pass
+    source_packs.collect(path, wanted)
 
 
 @contextmanager

@@ -75,7 +75,7 @@ class _Chunk:
     quads: int = 0                                  # distinct quads in nquads (graphs: one per entity)
 
 
-# (base IRI, predicted types by id, keep_source, provenance): set before the workers fork, inherited
+# (base IRI, predicted types by id, keep_sources, provenance): set before the workers fork, inherited
 _JOB: tuple | None = None
 
 # (analysis, quads so far) -> the quads that describe the build (see analyse_and_load)
@@ -132,11 +132,12 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
     assert _JOB is not None
     _lean_rdflib()
     cpu = time.process_time()
-    base, predicted, keep_source, provenance = _JOB
+    base, predicted, keep_sources, provenance = _JOB
     iris = DataIris(base)
     seconds = {"parse": 0.0, "map": 0.0, "validate": 0.0, "serialize": 0.0}
     out: list[tuple[str, MappedEntity | None, list[Problem]]] = []
     typed: list[MappedEntity] = []
+    kept: list[tuple[str, bytes]] = []
     for path, data, blob in files:
         t0 = time.perf_counter()
         r = read_entity(SourceFile(path, data, blob))
@@ -150,8 +151,9 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
         out.append((path, m, [*r.problems, *m.problems]))
         if m.type in schema.TYPES:
             typed.append(m)
-            if keep_source is not None:
-                keep_source(m.blob, data)
+            kept.append((m.blob, data))
+    if keep_sources is not None:
+        keep_sources(kept)   # one pack a chunk (source_packs.py)
     t0 = time.perf_counter()
     # N-Triples with the graph put before each line's final " .": an N-Triples line ends in
     # " .\n" and a newline inside a literal is escaped, so the replace touches line ends only
@@ -212,7 +214,7 @@ def _validate(typed: list[MappedEntity], predicted: dict[str, str],
     return by_path, assumed
 
 
-def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, meta: MetaQuads, *,
+def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_sources, meta: MetaQuads, *,
                      workers: int | None = None, progress: Progress | None = None) -> tuple[Analysis, int]:
     """A full build's analysis and load in one streaming pass (see the module doc): ``writer``
     (a ``store.StoreWriter``) ends up holding every quad, ``meta(analysis, quads)`` giving the
@@ -372,7 +374,7 @@ def analyse_and_load(source: CorpusSource, iris: DataIris, writer, keep_source, 
     # the audits are read in a forked process from the start, with the ids the layout predicts
     # (see PendingAudits.early; a corpus without audits costs it nothing)
     early: PendingAudits | None = PendingAudits.early(source, iris)
-    _JOB = (iris.base, predicted, keep_source, source.provenance)
+    _JOB = (iris.base, predicted, keep_sources, source.provenance)
     try:
         pool = forked_pool(n_workers)   # forked at the first submit: before the source reads, the store opens
         pool.submit(_started).result()

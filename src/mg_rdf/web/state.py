@@ -20,7 +20,8 @@ from pyoxigraph import Store
 from .. import schema
 from ..problems import MgRdfError
 from ..remote import RemoteStore, is_remote
-from ..store import current_build, source_path
+from ..source_packs import Shelf
+from ..store import current_build
 from ..vocab import MG, DataIris
 
 
@@ -54,9 +55,20 @@ class Snapshot:
         if e is None or not e.blob:
             return None
         try:
-            return source_path(self.store_root or self.build_dir.parent.parent, e.blob).read_bytes()
+            return _shelf(self.store_root or self.build_dir.parent.parent).read(e.blob)
         except OSError:
             return None
+
+
+_SHELVES: dict[Path, Shelf] = {}
+
+
+def _shelf(store_root: Path) -> Shelf:
+    """One reader of kept sources per store (it reads the packs' indexes once, and again on a miss)."""
+    shelf = _SHELVES.get(store_root)
+    if shelf is None:
+        shelf = _SHELVES[store_root] = Shelf(store_root)
+    return shelf
 
 
 _CLASS_TO_TYPE = {MG + t.cls: t.name for t in schema.TYPES.values()}

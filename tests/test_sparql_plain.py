@@ -43,6 +43,7 @@ def shape(r) -> tuple:
 def apps(sample_build):
     sparql._negotiated.clear()   # this process's memos: each test starts with none negotiated
     sparql._links.clear()
+    sparql._decoded.clear()
     store = sample_build.store_path.parent.parent
     made = {}
     for plain in (False, True):
@@ -126,3 +127,18 @@ def test_other_requests_go_to_the_endpoint(apps, case):
         e = flask_only.get("/sparql?query=" + quote_plus(SELECT) + "&pin=nope")
     assert calls, "the endpoint should have answered"
     assert shape(r) == shape(e)
+
+
+def test_a_query_string_sent_again_is_decoded_once_and_the_memo_stays_bounded(apps, monkeypatch):
+    client = apps[True].test_client()
+    first = send(client, SELECT, "text/csv", "get")
+    assert sparql._decoded == {"query=" + quote_plus(SELECT): SELECT}
+    again = send(client, SELECT, "text/csv", "get")
+    assert again.status_code == 200 and again.data == first.data
+    other = SELECT.replace("?n", "?name")
+    monkeypatch.setattr(sparql, "DECODED_KEPT", 1)
+    assert send(client, other, "text/csv", "get").data == first.data.replace(b"e,n", b"e,name")
+    assert list(sparql._decoded.values()) == [other], "full: forgotten at once, then the new one kept"
+    monkeypatch.setattr(sparql, "DECODED_LONGEST", 10)
+    sparql._decoded.clear()
+    assert send(client, ASK, None, "get").status_code == 200 and not sparql._decoded, "too long to keep"

@@ -76,12 +76,14 @@ def test_collect_keeps_a_pack_with_any_wanted_file_and_removes_loose_files_unwan
     assert len(packs(tmp_path)) == 2
 
 
-def test_a_half_written_pack_is_not_read(tmp_path):
+def test_a_half_written_pack_is_not_read_and_goes_at_the_next_collection(tmp_path):
     (a,) = files("a\n")
     write_pack(tmp_path, [a])
     (idx,) = packs_dir(tmp_path).glob("*.idx")
-    idx.unlink()   # as if the build died between the pack and its index
+    idx.rename(idx.with_name(f".{idx.name}.tmp"))   # as if the build died writing the index
     assert Shelf(tmp_path).read(a[0]) is None
+    collect(tmp_path, {a[0]})
+    assert not list(packs_dir(tmp_path).iterdir()), "the pack without its index went too"
 
 
 def test_builds_keep_their_files_in_a_few_packs_and_share_unchanged_ones(tmp_path):

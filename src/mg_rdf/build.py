@@ -479,6 +479,7 @@ def _stream_pin(writer: StoreWriter, keep_sources: Callable[[Iterable[tuple[str,
                                                          a.violations)
                 + sameas_quads(a.index, iris, LINKS_PATH))
 
+    keep_sources(())   # learns which files the store holds before the workers fork (each would read it again)
     a, triples = analyse_and_load(source, iris, writer, keep_sources, meta, workers=workers, progress=progress)
     assert a.index is not None and writer.store is not None
     timer = _Timer(a.seconds)

@@ -133,7 +133,17 @@ class Shelf:
 
 def collect(store_path: Path, wanted: set[str]) -> None:
     """Remove the packs and loose files of which no blob is ``wanted`` (a pack with any wanted
-    blob stays whole)."""
+    blob stays whole), and what builds that died left of a pack: temporary files, a pack without
+    its index (the caller holds the build lock: no pack is being written)."""
+    try:
+        entries = list(os.scandir(packs_dir(store_path)))
+    except FileNotFoundError:
+        entries = []
+    names = {e.name for e in entries}
+    for entry in entries:
+        if (entry.name.startswith(".") and entry.name.endswith(".tmp")) or (
+                entry.name.endswith(".pack") and entry.name[:-5] + ".idx" not in names):
+            os.unlink(entry.path)
     for name, blobs in list(_indexes(store_path)):
         if not wanted.intersection(blobs):
             folder = packs_dir(store_path)

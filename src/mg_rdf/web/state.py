@@ -54,10 +54,7 @@ class Snapshot:
         e = self.entities.get(entity_id)
         if e is None or not e.blob:
             return None
-        try:
-            return _shelf(self.store_root or self.build_dir.parent.parent).read(e.blob)
-        except OSError:
-            return None
+        return _shelf(self.store_root or self.build_dir.parent.parent).read(e.blob)   # None if gone
 
 
 _SHELVES: dict[Path, Shelf] = {}

@@ -8,7 +8,6 @@ parse, map, checks, audits, SHACL) is ``analysis.analyse``.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from .store import StoreWriter, WorkingCopy, build_lock, current_build, new_buil
 from .validation import PendingValidation
 from .vocab import ONTOLOGY_IRI, SHAPES_IRI, DataIris
 from .wikidata_links import LINKS_PATH, linkset_graph, sameas_quads
+from .workers import without_cyclic_collection
 
 __all__ = ["Analysis", "BuildRefused", "BuildResult", "analyse", "build", "build_remote", "load_pin"]
 
@@ -240,6 +240,7 @@ class BuildMemory:
             self.copy = None
 
 
+@without_cyclic_collection
 def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: bool = False,
           workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
           progress: Progress | None = None, pages: PageWriter | None = None,
@@ -282,6 +283,7 @@ def build(source: CorpusSource, store_path: Path, iris: DataIris, *, strict: boo
                        swapped=None if nb.swapped is None else nb.swapped - t0)
 
 
+@without_cyclic_collection
 def build_remote(source: CorpusSource, url: str, iris: DataIris, *, strict: bool = False,
                  workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
                  progress: Progress | None = None) -> BuildResult:
@@ -382,12 +384,6 @@ def load_pin(writer: StoreWriter, keep_sources: Callable[[Iterable[tuple[str, by
     # SHACL runs in worker processes while this process reads the audits and loads the store.
     started_shacl: list[PendingValidation] = []
     a: Analysis | None = None
-    # No cyclic collection while the analysis and the load make their objects: they live until the
-    # build ends, and at HEAD the collector walked them ~420 times for nothing (0.31 s of this
-    # process, one full pass of 0.16 s that freed no object; 0.21 s more in the SHACL worker,
-    # which is forked meanwhile and keeps it off too). Reference counting still frees the rest.
-    collecting = gc.isenabled()
-    gc.disable()
 
     def start_shacl(a: Analysis) -> None:
         started_shacl.append(PendingValidation(a.to_validate(), a.index, iris, workers, False, busy_caller=True))
@@ -458,8 +454,6 @@ def load_pin(writer: StoreWriter, keep_sources: Callable[[Iterable[tuple[str, by
             pending.cancel()
         if a is not None:
             a.cancel_audits()
-        if collecting:
-            gc.enable()
     return PinLoad(a, triples, by_type, fp, previous, len(fresh_ids), time.perf_counter() - t0)
 
 

@@ -22,6 +22,7 @@ from .problems import MgRdfError, Problem
 from .source import DEFAULT_REPOSITORY, open_source
 from .store import default_store_path, open_read_only
 from .vocab import DataIris, check_base
+from .workers import without_cyclic_collection
 
 
 def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -169,6 +170,7 @@ def _summary(a: Analysis, triples: int | None = None, wall: float | None = None)
 @click.option("--all", "show_all", is_flag=True, help="Print every problem, not only the first 50.")
 @store_option
 @base_option
+@without_cyclic_collection   # a one-shot process: its report sorts and prints thousands of problems too
 def build_command(source, revs, current_rev, commit, repository, strict, full, workers, pages, show_all, store,
                   base):
     """Build SOURCE (a corpus folder, git clone or bundle; default: the bundled sample) into the store.

@@ -35,6 +35,7 @@ from .problems import MgRdfError
 from .source import DEFAULT_REPOSITORY, GitSource
 from .store import current_build, new_build
 from .vocab import DCT, OWL, PROV, RDFS, DataIris
+from .workers import without_cyclic_collection
 
 
 @dataclass
@@ -48,6 +49,7 @@ class PinsResult(BuildResult):
     diff_seconds: float = 0.0                                  # computing (or reusing) the diffs
 
 
+@without_cyclic_collection
 def build_pins(location: Path, revs: list[str], store_path: Path, iris: DataIris, *, current: str | None = None,
                strict: bool = False, workers: int | None = None, title: str = CORPUS_TITLE, full: bool = False,
                progress: Progress | None = None, repository: str = DEFAULT_REPOSITORY,

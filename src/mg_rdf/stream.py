@@ -55,7 +55,7 @@ from .source import ENTITY_ROOT, CorpusSource, SourceFile, blob_hash
 from .validation import _IRI_CACHE, ShaclOutcome, _problems, _shapes_graph, data_graph, run_shacl, validate
 from .vocab import DataIris
 from .wikidata_links import LINKS_PATH, link_problems
-from .workers import forked_pool, kill_pool
+from .workers import collect_chunk, forked_pool, kill_pool
 
 STREAM_FROM = 2000  # entity files from which a full build streams (below: analysis.py in memory)
 CHUNK_FILES = 250   # files per worker job: big enough for pyshacl's fixed costs, small for memory
@@ -177,6 +177,7 @@ def _chunk_job(files: list[tuple[str, bytes, str]]) -> _Chunk:
         if m is not None:
             m.triples, m.lines, m.problems, m.source_data = [], {}, [], b""
     _IRI_CACHE.clear()   # validation's cache of rdflib IRIs: it would grow with every chunk
+    collect_chunk()
     seconds["cpu workers"] = time.process_time() - cpu
     return _Chunk(out, nquads, shacl, assumed, seconds, quads)
 

@@ -5,6 +5,8 @@ file and field, never as a traceback.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import sys
 import time
@@ -23,6 +25,12 @@ from .source import DEFAULT_REPOSITORY, open_source
 from .store import default_store_path, open_read_only
 from .vocab import DataIris, check_base
 from .workers import without_cyclic_collection
+
+
+# At exit, Python's finalization runs full cyclic collections over every object still alive (the
+# libraries' modules, a build's index): 0.06-0.09 s of a one-edit `mg-rdf build` (0.5 s in all).
+# Frozen, they are only freed. Registered first, so it runs after the other exit handlers.
+atexit.register(gc.freeze)
 
 
 def _base(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

@@ -42,7 +42,13 @@ def stop_process(process: subprocess.Popen) -> None:
 
 def start_server(store: Path, *args: str, log_dir: Path | None = None, env: dict | None = None,
                  timeout: float = 60.0) -> LiveServer:
-    """Run `mg-rdf serve --store STORE --port <free>` and wait until it answers."""
+    """Run `mg-rdf serve --store STORE --port <free>` and wait until it answers. Its processes answer
+    /sparql from disk unless ``args`` set ``--memory-copy-up-to``: until a process's in-memory copy
+    is made, its answers to queries without ORDER BY may list rows in another order than the
+    others' (web/memory_copy.py), which tests comparing answers across connections must not see;
+    tests/test_memory_copy.py serves with the copies."""
+    if "--memory-copy-up-to" not in args:
+        args = (*args, "--memory-copy-up-to", "0")
     port = free_port()
     log = (log_dir or store.parent) / f"server-{port}.log"
     cmd = [sys.executable, "-c", "from mg_rdf.cli import main; main()", "serve", "--store", str(store),

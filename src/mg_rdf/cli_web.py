@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .cli import base_option, main, store_option
+from .config import MEMORY_COPY_MB
 from .problems import MgRdfError
 from .store import open_read_only
 from .vocab import DataIris
@@ -39,13 +40,18 @@ from .wikidata_links import LINKS_PATH, RECONCILE_BATCH, RECONCILE_TIMEOUT, WIKI
 @click.option("--no-service", is_flag=True, help="Refuse every SERVICE call (no federation).")
 @click.option("--shutdown-grace", type=float, default=None,
               help="Seconds in-flight requests get to finish on SIGTERM (default: the query time limit + 5).")
+@click.option("--memory-copy-up-to", "memory_copy_mb", type=click.FloatRange(min=0), default=None,
+              envvar="MG_RDF_MEMORY_COPY_MB", show_default=f"{MEMORY_COPY_MB} MB",
+              help="Answer /sparql from an in-memory copy of the current build when its database takes at most this "
+                   "many MB on disk (each serving process holds ~1.5x that; 0: always from disk; "
+                   "env MG_RDF_MEMORY_COPY_MB).")
 @click.option("--watch", "watch_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="A corpus folder to build first and then watch: every change is applied (incremental build, "
                    "atomic swap) while serving.")
 @store_option
 @base_option
 def serve_command(host, port, processes, max_processes, threads, query_timeout, max_results, keep_alive, query_workers,
-                  allow_service, no_service, shutdown_grace, watch_dir, store, base):
+                  allow_service, no_service, shutdown_grace, memory_copy_mb, watch_dir, store, base):
     """Publish the store over HTTP (building the bundled sample first if there is no store)."""
     from .store import current_build
     from .web.serve import serve, with_faster_allocator
@@ -64,7 +70,8 @@ def serve_command(host, port, processes, max_processes, threads, query_timeout, 
         click.echo("note: --threads and --query-workers are ignored: every serving process answers one request "
                    "at a time and runs its own queries (see --processes)", err=True)
     serve({"STORE_PATH": store, "BASE": base, "QUERY_TIMEOUT": query_timeout, "MAX_RESULTS": max_results,
-           "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service)},
+           "SERVICE_ALLOWLIST": () if no_service else tuple(allow_service),
+           "MEMORY_COPY_MB": MEMORY_COPY_MB if memory_copy_mb is None else memory_copy_mb},
           host=host, port=port, processes=processes, max_processes=max_processes, grace=shutdown_grace,
           keep_alive=keep_alive)
 

@@ -21,6 +21,8 @@ SHAPES_FILES = (SHAPES_PATH, PROJECT_ROOT / "shapes" / "audit-shapes.ttl")
 QUERIES_DIR = PROJECT_ROOT / "queries"
 SAMPLE_CORPUS = PROJECT_ROOT   # holds entities/, written for mg-rdf
 SAMPLE_TITLE = "mg-rdf sample corpus (modelled on the Make AI Good Movement Graph)"
+# `serve` answers /sparql from an in-memory copy of builds up to this many MB on disk (web/memory_copy.py)
+MEMORY_COPY_MB = 200
 
 
 def base_from_env() -> str:

@@ -103,6 +103,7 @@ class QueryAnswer:
     message: str = ""
     seconds: float = 0.0                 # evaluation + serialisation, measured in the worker
     body: bytes = field(default=b"", repr=False)
+    memory: bool = False                 # evaluated over the in-memory copy of the build (memory_copy.py)
 
     def etag(self) -> str:
         """The answer's ETag: a hash of its bytes, made once (an answer from the cache is sent

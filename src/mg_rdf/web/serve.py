@@ -543,6 +543,9 @@ def _warm_up(worker: ServingProcess) -> None:
                    snap.store if snap.store_root is None else None)
         dataset_summary(snap)
         all_tags(snap)
+        copy = app.extensions.get("mg_rdf.memory_copy")
+        if copy is not None and snap.store_root is None:
+            copy.of(snap.version, snap.build_dir, snap.store)   # started now, ready for /sparql soon after
     except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
         worker.log.info("warm-up skipped: %s", e)
     # Everything made so far (the app, templates, the snapshot) lives as long as the process:

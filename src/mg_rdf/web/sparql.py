@@ -65,6 +65,7 @@ from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
 from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML, RESULTS_JSON, RESULTS_XML,
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
 from .answer_cache import AnswerCache
+from .memory_copy import UP_TO_MB, MemoryCopy
 from ..remote import is_remote
 from ..problems import MgRdfError
 from .state import StoreHandle, query_location
@@ -114,6 +115,8 @@ def _setup(state) -> None:
     app = state.app
     if app.config.get("QUERY_IN_PROCESS"):   # set by `mg-rdf serve`: one request per process at a time
         app.extensions["mg_rdf.query_pool"] = InProcessRunner()
+        mb = float(app.config.get("MEMORY_COPY_MB", UP_TO_MB))
+        app.extensions["mg_rdf.memory_copy"] = MemoryCopy(int(mb * 1_000_000))
         return
     pool = shared_pool(int(app.config["QUERY_WORKERS"]), app.config.get("QUERY_WORKERS_MAX"),
                        float(app.config.get("QUERY_QUEUE_WAIT", 5.0)))
@@ -407,7 +410,9 @@ def _run(app: Any, environ: dict, snap: Any, req: QueryRequest, solutions: Repre
     try:
         if isinstance(pool, InProcessRunner):
             stopped = _stopped(QueryTimeout(timeout, remote=bool(job.service_allowlist) and not cacheable), link)
-            answer = pool.run(job, timeout, _open_store_of(snap, build, req.pin), _answer_later(app, environ, stopped))
+            store = _open_store_of(app, snap, build, req.pin)
+            answer = pool.run(job, timeout, store, _answer_later(app, environ, stopped))
+            answer.memory = store is not None and store is not snap.store
         else:
             answer = pool.run(job, timeout)
     except QueryTimeout as e:
@@ -500,13 +505,15 @@ def _answer_later(app: Any, environ: dict, error: ProtocolError) -> Callable[[],
     return write
 
 
-def _open_store_of(snap: Any, build: str, pin: str | None) -> Any:
+def _open_store_of(app: Any, snap: Any, build: str, pin: str | None) -> Any:
     """The current snapshot's open store when ``build`` is its directory (a serving process then
-    keeps one store open per build, not two), else None (the runner opens ``build`` itself)."""
+    keeps one store open per build, not two), or this process's in-memory copy of it once made
+    (memory_copy.py); else None (the runner opens ``build`` itself)."""
     if pin:
         return None
     if snap.store_root is None and os.path.basename(build) == snap.build_dir.name and not is_remote(build):
-        return snap.store
+        copy: MemoryCopy | None = app.extensions.get("mg_rdf.memory_copy")
+        return snap.store if copy is None else copy.of(snap.version, snap.build_dir, snap.store)
     return None
 
 
@@ -520,7 +527,8 @@ def _ok_headers(answer: QueryAnswer, cfg: Any, link: str, hit: bool) -> list[tup
     """The headers of a 200 with ``answer`` (CORS is added with every answer of this blueprint)."""
     rep = _representation(answer.format, answer.kind)
     headers = [("Content-Type", rep.content_type), ("Content-Length", str(len(answer.body))), ("Vary", "Accept"),
-               ("Server-Timing", f"query;dur={0 if hit else answer.seconds * 1000:.1f}"),
+               ("Server-Timing", f"query;dur={0 if hit else answer.seconds * 1000:.1f}"
+                                 + (';desc="memory"' if answer.memory and not hit else "")),
                ("MG-RDF-Cache", "hit" if hit else "miss"),
                ("ETag", answer.etag())]
     if answer.truncated:

@@ -1,0 +1,82 @@
+"""The serving processes' in-memory copy of the current build (web/memory_copy.py): the same
+quads as the build on disk, blank node labels included; made only for builds small enough;
+abandoned for a newer build; and what `mg-rdf serve` answers /sparql from once it is made."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from pyoxigraph import RdfFormat, Store
+
+from mg_rdf.web.memory_copy import MemoryCopy, database_bytes
+
+
+def _nquads(store: Store) -> list[bytes]:
+    return sorted(store.dump(format=RdfFormat.N_QUADS).splitlines())
+
+
+@pytest.fixture()
+def disk(sample_build):
+    return Store.read_only(str(sample_build.store_path))
+
+
+def test_the_copy_holds_the_same_quads_and_blank_nodes_as_the_build(sample_build, disk):
+    copy = MemoryCopy(10**9)
+    build = sample_build.store_path.name
+    assert copy.of(build, sample_build.store_path, disk) is disk   # from disk until the copy is made
+    copy.filling.join(60)
+    made = copy.of(build, sample_build.store_path, disk)
+    assert made is not disk
+    assert any(b"_:" in line for line in _nquads(disk))   # the ontology's and shapes' lists
+    assert _nquads(made) == _nquads(disk)
+
+
+@pytest.mark.parametrize("up_to", [0, 1])
+def test_no_copy_when_turned_off_or_the_build_is_too_large(sample_build, disk, up_to):
+    assert database_bytes(str(sample_build.store_path)) > 1
+    copy = MemoryCopy(up_to)
+    for _ in range(2):
+        assert copy.of(sample_build.store_path.name, sample_build.store_path, disk) is disk
+    assert copy.filling is None
+
+
+def test_a_newer_build_s_copy_replaces_the_earlier_one(sample_build, disk):
+    copy = MemoryCopy(10**9)
+    copy.of("earlier", sample_build.store_path, disk)
+    first = copy.filling
+    copy.of("newer", sample_build.store_path, disk)   # before the first copy may be done
+    first.join(60)
+    copy.filling.join(60)
+    assert copy.of("newer", sample_build.store_path, disk) is not disk
+    assert copy.of("earlier", sample_build.store_path, disk) is disk   # asked again: copied again
+    copy.filling.join(60)
+
+
+def test_serve_answers_from_the_copies_with_the_answers_from_disk(sample_build, tmp_path):
+    from live_server import start_server
+
+    store = sample_build.store_path.parent.parent
+    query = ("SELECT ?s ?p ?o WHERE { GRAPH ?g { ?s ?p ?o } FILTER(!isBlank(?s) && !isBlank(?o)) } "
+             "ORDER BY ?s ?p ?o")
+    answers = {}
+    for mb in ("0", "200"):
+        server = start_server(store, "--memory-copy-up-to", mb, log_dir=tmp_path)
+        try:
+            deadline, in_a_row = time.monotonic() + 60, 0
+            while in_a_row < 6 and time.monotonic() < deadline:   # every serving process: new connections
+                r = requests.get(server.url + "/sparql", params={"query": query}, timeout=30,
+                                 headers={"Accept": "application/sparql-results+json", "Cache-Control": "no-cache",
+                                          "Connection": "close"})
+                assert r.status_code == 200
+                memory = 'desc="memory"' in r.headers["Server-Timing"]
+                if mb == "0":
+                    assert not memory
+                    break
+                in_a_row = in_a_row + 1 if memory else 0
+            assert mb == "0" or in_a_row == 6, "the serving processes made no in-memory copy within 60 s"
+            answers[mb] = r.content
+        finally:
+            server.stop()
+    assert answers["0"] == answers["200"]

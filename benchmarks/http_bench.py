@@ -258,6 +258,28 @@ def start(name: str, command: list[str], probe: str, log_dir: Path, port: int) -
         raise
 
 
+def wait_for_memory_copies(url: str, within: float = 60.0, in_a_row: int = 8) -> float | None:
+    """Seconds until ``in_a_row`` uncached answers, each on a new connection (so from any serving
+    process), came from the processes' in-memory copies of the build (``Server-Timing: …;desc=
+    "memory"``, web/memory_copy.py): the steady state a long-running server is in. None if they
+    did not within ``within`` seconds (a store too large to copy, or copies turned off)."""
+    path = "/sparql?" + urlencode({"query": "ASK { ?s ?p ?o }"})
+    t0 = time.monotonic()
+    seen = 0
+    while time.monotonic() - t0 < within:
+        u = urlparse(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("GET", path, headers={"Cache-Control": "no-cache", "Connection": "close"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        seen = seen + 1 if 'desc="memory"' in (resp.getheader("Server-Timing") or "") else 0
+        if seen >= in_a_row:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -330,6 +352,9 @@ def main() -> int:
                                           *(["--processes", str(args.processes)] if args.processes else [])],
                                "/sparql?" + urlencode({"query": "ASK {}"}), tmp_path, port)
         try:
+            waited = wait_for_memory_copies(ours_url)
+            print("mg-rdf's serving processes made no in-memory copy (they answer from disk)" if waited is None else
+                  f"mg-rdf's serving processes made their in-memory copies in {waited:.1f} s", file=sys.stderr)
             port = free_port()
             oxi, oxi_url = start("oxigraph", [args.oxigraph, "serve-read-only", "--location", str(build_dir),
                                               "--bind", f"127.0.0.1:{port}", "--union-default-graph"],

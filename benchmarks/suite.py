@@ -246,6 +246,7 @@ def run_http(store: Path, seconds: float, tmp_path: Path) -> dict:
                                                  "--store", str(store), "--host", "127.0.0.1", "--port", str(port)],
                                       "/sparql?query=ASK%20%7B%7D", tmp_path, port)
     try:
+        http_bench.wait_for_memory_copies(ours_url)   # the steady state of a long-running server
         port = http_bench.free_port()
         oxi, oxi_url = http_bench.start("oxigraph", [oxigraph, "serve-read-only", "--location", str(build_dir),
                                                      "--bind", f"127.0.0.1:{port}", "--union-default-graph"],

@@ -29,7 +29,8 @@ from .workers import without_cyclic_collection
 
 # At exit, Python's finalization runs full cyclic collections over every object still alive (the
 # libraries' modules, a build's index): 0.06-0.09 s of a one-edit `mg-rdf build` (0.5 s in all).
-# Frozen, they are only freed. Registered first, so it runs after the other exit handlers.
+# Frozen, they are only freed. Registered when the CLI is imported: exit handlers registered
+# later (while a command runs) still run before it, with the collector as they left it.
 atexit.register(gc.freeze)
 
 

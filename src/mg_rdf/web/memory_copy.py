@@ -10,8 +10,9 @@ Each serving process makes its copy after it first queries a build, in a backgro
 Oxigraph writes the build out as N-Quads (the GIL released), and the quads are added in
 batches (the GIL is taken ~50 ms at most at a time), so requests keep being answered from
 the on-disk build meanwhile. The quads are parsed with their blank node labels kept (a load
-would rename them), so an answer from the copy is the same, byte for byte, as one from disk.
-A newer build abandons the copy under way. Only builds whose database takes at most
+would rename them), so the copy holds the same quads as the build, blank nodes included; only
+the rows of a query without ORDER BY may come in another order than from disk (in the same
+order in every process's copy). A newer build abandons the copy under way. Only builds whose database takes at most
 ``up_to_bytes`` on disk are copied: memory is ~1.5x that, in every serving process (HEAD
 with its audits: 95 MB on disk, +145 MB resident).
 """

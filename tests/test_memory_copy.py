@@ -80,3 +80,32 @@ def test_serve_answers_from_the_copies_with_the_answers_from_disk(sample_build, 
         finally:
             server.stop()
     assert answers["0"] == answers["200"]
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_a_process_forked_for_growth_answers_from_disk(sample_build, extra):
+    """A serving process the supervisor forks while the others are held up makes no copy (it
+    lives until 30 s after the need, and the copying would take CPU from a busy server)."""
+    import gc
+    import logging
+    from types import SimpleNamespace
+
+    from mg_rdf.web import create_app, serve
+
+    arbiter = SimpleNamespace(base=2, _next_slot=3 if extra else 1)
+    worker = SimpleNamespace(log=logging.getLogger("test"))
+    serve._assign_slot(arbiter, worker)
+    assert worker.extra is extra
+    app = create_app({"STORE_PATH": sample_build.store_path.parent.parent, "TESTING": True,
+                      "QUERY_IN_PROCESS": True})
+    before, serve._flask_app = serve._flask_app, app
+    try:
+        serve._warm_up(worker)
+    finally:
+        serve._flask_app = before
+        gc.unfreeze()
+    copy = app.extensions["mg_rdf.memory_copy"]
+    assert (copy.filling is None) is extra
+    assert (copy.up_to_bytes == 0) is extra
+    if copy.filling is not None:
+        copy.filling.join(60)

@@ -523,6 +523,7 @@ def _read_named_queries(app: Flask) -> None:
 
 def _assign_slot(arbiter: "Supervisor", worker: ServingProcess) -> None:
     worker.slot = arbiter._next_slot
+    worker.extra = worker.slot >= arbiter.base   # forked for growth: retired once the need has passed
 
 
 def _warm_up(worker: ServingProcess) -> None:
@@ -544,7 +545,11 @@ def _warm_up(worker: ServingProcess) -> None:
         dataset_summary(snap)
         all_tags(snap)
         copy = app.extensions.get("mg_rdf.memory_copy")
-        if copy is not None and snap.store_root is None:
+        if copy is not None and getattr(worker, "extra", False):
+            # a process forked while the others are held up: 2.3 CPU-s of copying (HEAD) would go to
+            # a busy server for a process that lives until 30 s after the need; it answers from disk
+            copy.up_to_bytes = 0
+        elif copy is not None and snap.store_root is None:
             copy.of(snap.version, snap.build_dir, snap.store)   # started now, ready for /sparql soon after
     except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
         worker.log.info("warm-up skipped: %s", e)

@@ -17,7 +17,9 @@ machine's fast and slow moments. It prints requests per second and
 p50/p99 latency for each server and the ratio ours/oxigraph, then the latency
 of our HTML entity pages (one client, then 8). The queries carry their own
 PREFIX lines so both servers read the same text; every answer is checked for
-status 200 and both servers must return the same number of results.
+status 200 and both servers must return the same number of results. Ours is measured once
+its serving processes answer from their in-memory copies of the build (web/memory_copy.py;
+`wait_for_memory_copies`), the state a long-running server is in.
 
 The machine is shared and noisy: compare the two columns of one run, not runs.
 """

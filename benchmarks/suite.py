@@ -20,7 +20,8 @@ workers (or audits); check the whole-corpus checks; load the main process's own
 loading time (bulk load, reverse links, mentions, provenance, audits). Synthetic corpora come from benchmarks/multiply_corpus.py
 and have no audits; with size 1 the real corpus is also built as it is, its audits included
 (the row "1x + N audits": the HEAD build of issue 5's 3 s target).
-The HTTP part is benchmarks/http_bench.py's, on the real corpus. Then the remote
+The HTTP part is benchmarks/http_bench.py's, on the real corpus (mg-rdf measured once its
+serving processes answer from their in-memory copies of the build). Then the remote
 store: a writable `oxigraph serve` is started, `mg-rdf build CORPUS --store
 http://…/query` is timed on a copy of the corpus (a first build, a rebuild with nothing
 changed, one after editing one entity, one with --full; each says how many graphs it sent), and

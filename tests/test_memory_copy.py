@@ -5,12 +5,18 @@ abandoned for a newer build; and what `mg-rdf serve` answers /sparql from once i
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from pyoxigraph import RdfFormat, Store
 
 from mg_rdf.web.memory_copy import MemoryCopy, database_bytes
+
+
+def _snap(build: str, sample_build, disk: Store) -> SimpleNamespace:
+    """What MemoryCopy.of reads of a state.Snapshot of the current build."""
+    return SimpleNamespace(version=build, build_dir=sample_build.store_path, store=disk, store_root=None)
 
 
 def _nquads(store: Store) -> list[bytes]:
@@ -25,9 +31,9 @@ def disk(sample_build):
 def test_the_copy_holds_the_same_quads_and_blank_nodes_as_the_build(sample_build, disk):
     copy = MemoryCopy(10**9)
     build = sample_build.store_path.name
-    assert copy.of(build, sample_build.store_path, disk) is disk   # from disk until the copy is made
+    assert copy.of(_snap(build, sample_build, disk)) is disk   # from disk until the copy is made
     copy.filling.join(60)
-    made = copy.of(build, sample_build.store_path, disk)
+    made = copy.of(_snap(build, sample_build, disk))
     assert made is not disk
     assert any(b"_:" in line for line in _nquads(disk))   # the ontology's and shapes' lists
     assert _nquads(made) == _nquads(disk)
@@ -38,19 +44,19 @@ def test_no_copy_when_turned_off_or_the_build_is_too_large(sample_build, disk, u
     assert database_bytes(str(sample_build.store_path)) > 1
     copy = MemoryCopy(up_to)
     for _ in range(2):
-        assert copy.of(sample_build.store_path.name, sample_build.store_path, disk) is disk
+        assert copy.of(_snap(sample_build.store_path.name, sample_build, disk)) is disk
     assert copy.filling is None
 
 
 def test_a_newer_build_s_copy_replaces_the_earlier_one(sample_build, disk):
     copy = MemoryCopy(10**9)
-    copy.of("earlier", sample_build.store_path, disk)
+    copy.of(_snap("earlier", sample_build, disk))
     first = copy.filling
-    copy.of("newer", sample_build.store_path, disk)   # before the first copy may be done
+    copy.of(_snap("newer", sample_build, disk))   # before the first copy may be done
     first.join(60)
     copy.filling.join(60)
-    assert copy.of("newer", sample_build.store_path, disk) is not disk
-    assert copy.of("earlier", sample_build.store_path, disk) is disk   # asked again: copied again
+    assert copy.of(_snap("newer", sample_build, disk)) is not disk
+    assert copy.of(_snap("earlier", sample_build, disk)) is disk   # asked again: copied again
     copy.filling.join(60)
 
 
@@ -88,7 +94,6 @@ def test_a_process_forked_for_growth_answers_from_disk(sample_build, extra):
     lives until 30 s after the need, and the copying would take CPU from a busy server)."""
     import gc
     import logging
-    from types import SimpleNamespace
 
     from mg_rdf.web import create_app, serve
 

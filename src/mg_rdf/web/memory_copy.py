@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import threading
-from pathlib import Path
+from typing import Any
 
 from pyoxigraph import RdfFormat, Store, parse
 
@@ -50,12 +50,17 @@ class MemoryCopy:
         self._pid = os.getpid()
         self.filling: threading.Thread | None = None
 
-    def of(self, build: str, build_dir: str | Path, disk: Store) -> Store:
-        """The copy of the build ``build`` (its id) if it is complete, else ``disk`` (that build
-        opened from ``build_dir``); the first call for a build starts its copy if it is small
-        enough, and abandons the copy of an earlier one."""
+    def of(self, snap: Any) -> Store:
+        """The store to query for a snapshot (state.Snapshot) of the current build: the copy of
+        its build if complete, else its store on disk. The first call for a build starts its
+        copy if it is small enough, and abandons the copy of an earlier one; a pin's snapshot
+        (``store_root`` set) is never copied."""
+        disk = snap.store
+        if snap.store_root is not None:
+            return disk
         if self._pid != os.getpid():   # forked: the parent's copy and thread are not this process's
             self._pid, self._build, self._copy, self.filling = os.getpid(), None, None, None
+        build = snap.version
         if self._build == build:
             copy = self._copy
             return copy if copy is not None else disk
@@ -65,7 +70,7 @@ class MemoryCopy:
             if self._build != build:
                 self._build, self._copy = build, None
                 try:
-                    fits = database_bytes(str(build_dir)) <= self.up_to_bytes
+                    fits = database_bytes(str(snap.build_dir)) <= self.up_to_bytes
                 except OSError:
                     fits = False
                 if fits:

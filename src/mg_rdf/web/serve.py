@@ -549,8 +549,8 @@ def _warm_up(worker: ServingProcess) -> None:
             # a process forked while the others are held up: 2.3 CPU-s of copying (HEAD) would go to
             # a busy server for a process that lives until 30 s after the need; it answers from disk
             copy.up_to_bytes = 0
-        elif copy is not None and snap.store_root is None:
-            copy.of(snap.version, snap.build_dir, snap.store)   # started now, ready for /sparql soon after
+        elif copy is not None:
+            copy.of(snap)   # started now, ready for /sparql soon after
     except Exception as e:  # noqa: BLE001 - no store yet, or a failing one: requests will say so
         worker.log.info("warm-up skipped: %s", e)
     # Everything made so far (the app, templates, the snapshot) lives as long as the process:

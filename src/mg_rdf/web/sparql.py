@@ -513,7 +513,7 @@ def _open_store_of(app: Any, snap: Any, build: str, pin: str | None) -> Any:
         return None
     if snap.store_root is None and os.path.basename(build) == snap.build_dir.name and not is_remote(build):
         copy: MemoryCopy | None = app.extensions.get("mg_rdf.memory_copy")
-        return snap.store if copy is None else copy.of(snap.version, snap.build_dir, snap.store)
+        return snap.store if copy is None else copy.of(snap)
     return None
 
 

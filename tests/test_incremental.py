@@ -362,6 +362,51 @@ def test_a_watcher_starts_from_the_current_build(tmp_path, monkeypatch):
     watcher.memory.forget()
 
 
+def test_a_watcher_is_notified_of_edits_additions_and_deletions(tmp_path):
+    """serve --watch does not wait for its interval's look: the system's notification (inotify)
+    starts the build. The interval here is an hour, so only a notification can start one."""
+    import gc
+
+    from mg_rdf.watch import CorpusWatcher
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ROOT / "entities", corpus / "entities")
+    store = tmp_path / "store"
+    build(FolderSource(corpus), store, IRIS, workers=1)
+    watcher = CorpusWatcher(corpus, store, IRIS, interval=3600)
+    watcher.start()
+
+    def after(builds: int) -> bytes:
+        for _ in range(600):
+            if watcher.builds >= builds:
+                return nquads(store)
+            time.sleep(0.05)
+        raise AssertionError(f"no build {builds} in 30 s: the change was not noticed")
+
+    try:
+        assert watcher.watching.wait(60)
+        edit(corpus / "entities/organizations/org-edri.md", "name: ", "name: Notified ")
+        assert b"Notified " in after(1)
+        added = corpus / "entities/organizations/new-folder/org-notified-copy.md"
+        added.parent.mkdir()   # a new folder is watched too
+        added.write_text((corpus / "entities/organizations/org-edri.md").read_text().replace(
+            "id: org-edri", "id: org-notified-copy"))
+        assert b"org-notified-copy" in after(2)
+        (corpus / "entities/organizations/.org-edri.md.swp").write_text("an editor's own file")
+        added.unlink()
+        assert b"org-notified-copy" not in after(3)
+        assert watcher.builds == 3 and watcher.is_alive()
+    finally:
+        watcher.stop()
+        watcher.join(30)
+        gc.unfreeze()   # the watcher sets its heap aside between builds; not this test process's
+        if watcher.memory is not None:
+            watcher.memory.forget()
+    assert not watcher.is_alive()
+    full = build(FolderSource(corpus), tmp_path / "full", IRIS, workers=1, full=True)
+    assert nquads(store) == nquads(full.store_path.parent.parent)
+
+
 def test_a_folder_read_by_a_given_listing(tmp_path):
     """A watcher hands the build the look at the folder that found the change
     (``folder_listing``): the build reads exactly those files, as it would have listed them."""

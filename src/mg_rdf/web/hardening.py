@@ -181,26 +181,44 @@ class RequestGuard:
 
     def _log(self, environ: dict, wall: float, started: float, status: int, headers: list[tuple[str, str]],
              sent: int) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds"),
-            "request_id": environ.get(REQUEST_ID_KEY, ""),
-            "method": environ.get("REQUEST_METHOD", ""),
-            "path": _text(environ.get("PATH_INFO", "")),
-            "status": status,
-            "bytes": sent,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
-        named = {k.lower(): v for k, v in headers}
-        timing = _QUERY_TIMING.search(named.get("server-timing", ""))
-        if timing:
-            entry["query_ms"] = float(timing.group(1))
-        if "mg-rdf-time-limit" in named:
-            entry["query_time_limit_s"] = float(named["mg-rdf-time-limit"])
-        if environ.get("REMOTE_ADDR"):
-            entry["client"] = environ["REMOTE_ADDR"]
-        access_log.info(json.dumps(entry, ensure_ascii=False))
+        if access_log.isEnabledFor(logging.INFO):
+            log_access(wall, environ.get(REQUEST_ID_KEY, ""), access_fields(environ, status, headers, sent),
+                       started, environ.get("REMOTE_ADDR", ""))
+
+
+def access_fields(environ: dict, status: int, headers: list[tuple[str, str]], sent: int) -> dict[str, Any]:
+    """The access log line's fields that the request and its answer decide (see ``log_access``)."""
+    fields: dict[str, Any] = {
+        "method": environ.get("REQUEST_METHOD", ""),
+        "path": _text(environ.get("PATH_INFO", "")),
+        "status": status,
+        "bytes": sent,
+    }
+    named = {k.lower(): v for k, v in headers}
+    timing = _QUERY_TIMING.search(named.get("server-timing", ""))
+    if timing:
+        fields["query_ms"] = float(timing.group(1))
+    if "mg-rdf-time-limit" in named:
+        fields["query_time_limit_s"] = float(named["mg-rdf-time-limit"])
+    return fields
+
+
+def log_access(wall: float, rid: str, fields: dict[str, Any], started: float, client: str,
+               **extra: Any) -> None:
+    """One access log line: time, request id, ``fields`` (``access_fields``) with the duration
+    since ``started`` (perf_counter) after the byte count, the client's address, and ``extra``."""
+    entry: dict[str, Any] = {
+        "time": datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds"),
+        "request_id": rid,
+    }
+    for key, value in fields.items():
+        entry[key] = value
+        if key == "bytes":
+            entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    if client:
+        entry["client"] = client
+    entry.update(extra)
+    access_log.info(json.dumps(entry, ensure_ascii=False))
 
 
 class _LoggedBody:
@@ -226,7 +244,12 @@ class _LoggedBody:
 
 
 def _request_id(offered: str) -> str:
-    return offered if _SANE_REQUEST_ID.fullmatch(offered) else secrets.token_hex(16)
+    """The client's request id when it is a short token, else a new random one."""
+    return offered if _SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
 
 
 def _secured(headers: list[tuple[str, str]], rid: str, nonce: str | None) -> list[tuple[str, str]]:

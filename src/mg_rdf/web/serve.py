@@ -71,7 +71,10 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.sync import SyncWorker
 
 from . import create_app
+from .hardening import access_log, log_access, new_request_id
 from .health import DRAINING
+from .replay import REPLAYABLE, Replays
+from .state import StoreHandle
 
 HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app refuses long values with 431
 POLL_SECONDS = 0.2           # how often the supervisor looks at the board and for stop signals
@@ -239,6 +242,11 @@ class ServingProcess(SyncWorker):
         self._serving: _Connection | None = None
         self._listener, self._resume_accepting = listener, 0.0
         self._listening_at = listener.getsockname()   # for each request's environ: a syscall, asked once
+        handle = _flask_app.extensions.get("mg_rdf.store")
+        # answers to requests sent again byte for byte (replay.py): a local store's builds only
+        self._replays = (Replays() if isinstance(handle, StoreHandle) and _flask_app.config.get("SPARQL_REPLAY", True)
+                         else None)
+        self._handle_of_store = handle
         _flask_app.extensions["mg_rdf.query_pool"].on_watch(self._shed_if_held)
         notified = 0.0
         try:
@@ -310,6 +318,17 @@ class ServingProcess(SyncWorker):
         keep = False
         try:
             while True:
+                if self._replays is not None and not conn.parser.unreader.buf.tell():
+                    # the request's bytes as they came, read here rather than by the parser: the
+                    # same bytes again may be answered by replay.py (else they go to the parser)
+                    data = conn.sock.recv(RECV_SIZE)
+                    if not data:
+                        break   # the client closed the connection (between requests: its right)
+                    if self._replayed(conn, data):
+                        keep = True
+                        break
+                    conn.parser.unreader.unread(data)
+                    conn.raw = data
                 keep = self._handle(conn, next(conn.parser))
                 if not keep or not conn.parser.unreader.buf.tell():
                     break   # closing, or nothing pipelined behind this request: wait in select
@@ -331,10 +350,33 @@ class ServingProcess(SyncWorker):
         else:
             self._close(conn)
 
+    def _replayed(self, conn: _Connection, data: bytes) -> bool:
+        """Answer ``data`` (one read of the connection) as the same bytes were answered before on
+        this build, if they were recorded (replay.py), unless the connection is to be closed."""
+        replays = self._replays
+        if not replays.answers or not self.alive or self._over_share():
+            return False
+        started, wall = time.perf_counter(), time.time()
+        try:
+            snap = self._handle_of_store.current()
+        except Exception:  # noqa: BLE001 - no build any more: the app answers
+            return False
+        replay = replays.find(data, snap)
+        if replay is None:
+            return False
+        rid = new_request_id()
+        conn.sock.send_whole(replay.answer(replays.date(), rid.encode("ascii")))
+        self.nr += 1
+        if access_log.isEnabledFor(logging.INFO):
+            log_access(wall, rid, replay.fields, started, conn.peer, replayed=True)
+        return True
+
     def _handle(self, conn: _Connection, req: Any) -> bool:
         """Answer ``req`` through the app; True when the connection stays open for another request."""
         environ: dict = {}
         resp = None
+        raw, conn.raw = conn.raw, None
+        conn.sock.sent = [] if raw is not None else None
         try:
             self.cfg.pre_request(self, req)
             resp, environ = wsgi.create(req, conn.sock, conn.addr, self._listening_at, self.cfg)
@@ -365,11 +407,16 @@ class ServingProcess(SyncWorker):
                 raise StopIteration() from None
             raise
         finally:
+            sent, conn.sock.sent = conn.sock.sent, None
             try:
                 self.cfg.post_request(self, req, environ, resp)
             except Exception:  # noqa: BLE001
                 self.log.exception("error in the post_request hook")
-        return not resp.should_close()
+        keep = not resp.should_close()
+        snap = environ.get(REPLAYABLE)
+        if snap is not None and keep and raw is not None and sent and not conn.parser.unreader.buf.tell():
+            self._replays.keep(raw, snap, sent, environ, conn.peer)
+        return keep
 
     def _over_share(self) -> bool:
         """Does this process hold more than its share of the connections? Then it closes this
@@ -430,17 +477,21 @@ class ServingProcess(SyncWorker):
 
 
 _WAKE = object()   # selector data of the pipe gunicorn writes to on signals
+RECV_SIZE = 65536   # what one read of a connection takes at most (gunicorn's parser reads 8 kB)
 
 
 class _Connection:
     """One client connection a serving process holds: its socket, address and request parser."""
 
-    __slots__ = ("sock", "addr", "parser", "idle_since", "shed")
+    __slots__ = ("sock", "addr", "parser", "idle_since", "shed", "raw", "peer")
 
     def __init__(self, sock: Any, addr: Any, parser: Any):
         self.sock, self.addr, self.parser = sock, addr, parser
         self.idle_since = time.monotonic()
         self.shed = False
+        self.raw: bytes | None = None   # the bytes of the request being answered, when read whole here
+        # REMOTE_ADDR as gunicorn makes it for this connection's requests (the access log's client)
+        self.peer = addr[0] if isinstance(addr, tuple) else (addr.decode() if isinstance(addr, bytes) else str(addr))
 
 
 class _HeadersWithBody:
@@ -449,13 +500,21 @@ class _HeadersWithBody:
     of two (each costs a syscall, a wake-up of the reader and its CPU, on both sides). Anything
     else first sends what is held; everything but the writes goes to the socket as it is."""
 
-    __slots__ = ("_sock", "_held")
+    __slots__ = ("_sock", "_held", "sent")
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
         self._held: bytes | None = None
+        self.sent: list[bytes] | None = None   # when a list: what sendall is given, kept (replay.py)
+
+    def send_whole(self, data: bytes) -> None:
+        """Send a whole answer (head and body) at once."""
+        self.flush()
+        self._sock.sendall(data)
 
     def sendall(self, data: Any, *args: Any) -> None:
+        if self.sent is not None:
+            self.sent.append(bytes(data))
         if self._held is None and not args and _is_response_head(data):
             self._held = bytes(data)
             return

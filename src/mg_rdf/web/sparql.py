@@ -66,6 +66,7 @@ from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
 from .answer_cache import AnswerCache
 from .memory_copy import UP_TO_MB, MemoryCopy
+from .replay import REPLAYABLE
 from ..remote import is_remote
 from ..problems import MgRdfError
 from .state import StoreHandle, query_location
@@ -198,6 +199,8 @@ class PlainQueries:
                                graph, link, _fresh(environ.get("HTTP_CACHE_CONTROL", "")))
         except (ProtocolError, MgRdfError):
             return None   # the endpoint makes every answer that is not a 200
+        if hit:
+            environ[REPLAYABLE] = snap   # the same request bytes may get these bytes again (replay.py)
         start_response("200 OK", _ok_headers(answer, self.app.config, link, hit) + _CORS)
         return [answer.body]
 

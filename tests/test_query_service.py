@@ -170,6 +170,21 @@ def test_graphs_are_capped_and_read_back(fmt, rdf_format):
     assert not whole.truncated and len(list(parse(whole.body, format=rdf_format))) == 10
 
 
+def test_ntriples_written_by_oxigraph_equal_the_triples_written_one_by_one():
+    """N-Triples of a CONSTRUCT come from pyoxigraph's own writer, stopped past the cap: the bytes,
+    count and truncation equal those of the first ``cap`` triples serialised as objects, for
+    every cap (the tricky store's literals hold newlines, quotes and non-ASCII text)."""
+    store = tricky_store()
+    query = "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }"
+    everything = list(store.query(query, use_default_graph_as_union=True))
+    for cap in range(len(everything) + 2):
+        fast = write_graph(store.query(query, use_default_graph_as_union=True), "nt", cap, "http://x/limits")
+        slow = write_graph((t for t in store.query(query, use_default_graph_as_union=True)), "nt", cap,
+                           "http://x/limits")   # a generator: the objects one by one
+        assert (fast.body, fast.count, fast.truncated) == (slow.body, slow.count, slow.truncated), cap
+        assert fast.truncated == (cap < len(everything))
+
+
 # --- evaluation and the worker pool ---
 
 def make_build(store_dir: Path, name: str, triples: int) -> Path:

@@ -107,3 +107,16 @@ def test_planted_defects_are_reported_the_same(partitions, part):
     expected = _results(bad, written)
     assert len(expected) > 1000
     assert _results(bad, flat) == expected
+
+
+def test_the_shapes_file_read_by_pyoxigraph_is_rdflibs_graph():
+    """validation.shapes_file_graph (pyoxigraph's Turtle parser) gives the graph rdflib's parser
+    gives: the same triples up to blank node labels, and the same prefixes (pyshacl's messages
+    use them)."""
+    from rdflib.compare import isomorphic
+
+    ours, rdflibs = validation.shapes_file_graph(), Graph().parse(SHAPES_PATH)
+    assert len(ours) == len(rdflibs) > 500
+    assert isomorphic(ours, rdflibs)
+    assert sorted(ours.namespaces()) == sorted(rdflibs.namespaces())
+    assert any(isinstance(s, BNode) for s in ours.subjects())

@@ -188,3 +188,34 @@ def test_what_is_kept_per_process():
 ])
 def test_one_whole_request(raw, env, whole):
     assert _one_whole_request(raw, env) is whole
+
+
+def test_an_answer_is_kept_while_sent_only_up_to_what_may_be_replayed():
+    """A serving process keeps what it sends for a request it read whole, in case the answer may
+    be sent again; a large one (a dump streamed in parts) is not kept at all."""
+    from mg_rdf.web.serve import RECORDED_AT_MOST, _HeadersWithBody
+
+    a, b = socket.socketpair()
+    try:
+        sock = _HeadersWithBody(a)
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+        sock.record()
+        sock.sendall(head)
+        sock.sendall(b"ok")
+        assert sock.recorded() == [head, b"ok"]
+        assert b.recv(100) == head + b"ok", "the head is sent with the body, in one write"
+        assert sock.recorded() is None, "kept once only"
+        sock.record()
+        part = b"x" * 65536
+        b.setblocking(False)
+        for _ in range(RECORDED_AT_MOST // len(part) + 2):
+            sock.sendall(part)
+            while True:
+                try:
+                    b.recv(1 << 20)
+                except BlockingIOError:
+                    break
+        assert sock.recorded() is None
+    finally:
+        a.close()
+        b.close()

@@ -73,7 +73,7 @@ from gunicorn.workers.sync import SyncWorker
 from . import create_app
 from .hardening import access_log, log_access, new_request_id
 from .health import DRAINING
-from .replay import REPLAYABLE, Replays
+from .replay import LARGEST, REPLAYABLE, Replays
 from .state import StoreHandle
 
 HEADER_FIELD_BYTES = 8190    # one header line (gunicorn's maximum); the app refuses long values with 431
@@ -376,7 +376,8 @@ class ServingProcess(SyncWorker):
         environ: dict = {}
         resp = None
         raw, conn.raw = conn.raw, None
-        conn.sock.sent = [] if raw is not None else None
+        if raw is not None:
+            conn.sock.record()
         try:
             self.cfg.pre_request(self, req)
             resp, environ = wsgi.create(req, conn.sock, conn.addr, self._listening_at, self.cfg)
@@ -407,7 +408,7 @@ class ServingProcess(SyncWorker):
                 raise StopIteration() from None
             raise
         finally:
-            sent, conn.sock.sent = conn.sock.sent, None
+            sent = conn.sock.recorded()
             try:
                 self.cfg.post_request(self, req, environ, resp)
             except Exception:  # noqa: BLE001
@@ -478,6 +479,7 @@ class ServingProcess(SyncWorker):
 
 _WAKE = object()   # selector data of the pipe gunicorn writes to on signals
 RECV_SIZE = 65536   # what one read of a connection takes at most (gunicorn's parser reads 8 kB)
+RECORDED_AT_MOST = LARGEST + 65536   # while an answer is sent: the largest replay.py keeps, and a head
 
 
 class _Connection:
@@ -500,12 +502,23 @@ class _HeadersWithBody:
     of two (each costs a syscall, a wake-up of the reader and its CPU, on both sides). Anything
     else first sends what is held; everything but the writes goes to the socket as it is."""
 
-    __slots__ = ("_sock", "_held", "sent")
+    __slots__ = ("_sock", "_held", "_sent", "_sent_size")
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
         self._held: bytes | None = None
-        self.sent: list[bytes] | None = None   # when a list: what sendall is given, kept (replay.py)
+        self._sent: list[bytes] | None = None   # when a list: what sendall is given, kept (replay.py)
+        self._sent_size = 0
+
+    def record(self) -> None:
+        """Keep what ``sendall`` is given from now on (an answer the process may send again), up
+        to ``RECORDED_AT_MOST`` bytes (a larger answer, e.g. a dump, is not kept at all)."""
+        self._sent, self._sent_size = [], 0
+
+    def recorded(self) -> list[bytes] | None:
+        """What was kept since ``record`` (None: nothing, or too much), and stop keeping."""
+        sent, self._sent = self._sent, None
+        return sent
 
     def send_whole(self, data: bytes) -> None:
         """Send a whole answer (head and body) at once."""
@@ -513,8 +526,11 @@ class _HeadersWithBody:
         self._sock.sendall(data)
 
     def sendall(self, data: Any, *args: Any) -> None:
-        if self.sent is not None:
-            self.sent.append(bytes(data))
+        if self._sent is not None:
+            self._sent.append(bytes(data))
+            self._sent_size += len(data)
+            if self._sent_size > RECORDED_AT_MOST:
+                self._sent = None
         if self._held is None and not args and _is_response_head(data):
             self._held = bytes(data)
             return

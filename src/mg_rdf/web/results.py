@@ -20,10 +20,10 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
 from dataclasses import dataclass
 from itertools import islice
 from json.encoder import encode_basestring as _quote  # C-accelerated; keeps non-ASCII as is
+from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, serialize
 

@@ -45,11 +45,11 @@ _ID = b"\r\n" + REQUEST_ID_HEADER.encode("ascii") + b": "
 class Replay:
     """One answer: its head around the two values made again, its body, its log fields."""
 
-    __slots__ = ("before_date", "between", "after_id", "body", "fields", "snap")
+    __slots__ = ("before_date", "between", "after_id", "body", "fields")
 
-    def __init__(self, before_date: bytes, between: bytes, after_id: bytes, body: bytes, fields: dict, snap: Any):
+    def __init__(self, before_date: bytes, between: bytes, after_id: bytes, body: bytes, fields: dict):
         self.before_date, self.between, self.after_id = before_date, between, after_id
-        self.body, self.fields, self.snap = body, fields, snap
+        self.body, self.fields = body, fields
 
     def answer(self, date: bytes, rid: bytes) -> bytes:
         return b"".join((self.before_date, date, self.between, rid, self.after_id, self.body))
@@ -67,8 +67,15 @@ class Replays:
         self._date = b""
 
     def find(self, raw: bytes, snap: Any) -> Replay | None:
-        replay = self.answers.get(raw)
-        return replay if replay is not None and replay.snap is snap else None
+        """The answer kept for ``raw`` on build ``snap`` (the next one kept forgets another build's)."""
+        return self.answers.get(raw) if snap is self.snap else None
+
+    def _forget(self, snap: Any = None) -> None:
+        """Forget every answer (a new build: ``snap``, or full)."""
+        self.answers.clear()
+        self.size = 0
+        if snap is not None:
+            self.snap = snap
 
     def date(self) -> bytes:
         """``Date``'s value, made once a second (gunicorn makes it for every answer)."""
@@ -99,14 +106,11 @@ class Replays:
         i_start = i + len(_ID)
         i_end = head.index(b"\r\n", i_start)
         if snap is not self.snap:
-            self.answers.clear()
-            self.size = 0
-            self.snap = snap
+            self._forget(snap)
         if len(self.answers) >= self.kept or self.size + len(body) + len(raw) > self.kept_bytes:
-            self.answers.clear()
-            self.size = 0
+            self._forget()
         fields = access_fields(environ, 200, _headers(head), len(body))
-        self.answers[raw] = Replay(head[:d_start], head[d_end:i_start], head[i_end:], body, fields, snap)
+        self.answers[raw] = Replay(head[:d_start], head[d_end:i_start], head[i_end:], body, fields)
         self.size += len(body) + len(raw)
         return True
 

@@ -136,12 +136,12 @@ def _notify_on_change(corpus: Path, changed: threading.Event):
             if event.is_directory or any(str(p).endswith(".md") for p in paths):
                 changed.set()
 
-    observer = Observer()
+    observer, handler = Observer(), Handler()
     try:
-        observer.schedule(Handler(), str(corpus), recursive=False)
+        observer.schedule(handler, str(corpus), recursive=False)
         for name in (ENTITY_ROOT, AUDIT_ROOT):
             if (corpus / name).is_dir():
-                observer.schedule(Handler(), str(corpus / name), recursive=True)
+                observer.schedule(handler, str(corpus / name), recursive=True)
         observer.start()
     except OSError as e:
         log.warning("no change notifications for %s (%s): looking at the interval only", corpus, e)

@@ -144,15 +144,9 @@ def shapes_file_graph() -> Graph:
     ``mg-rdf build`` process reads it for every partition it validates).
     tests/test_validation_flatten.py checks it is rdflib's graph."""
     parser = parse(SHAPES_PATH.read_bytes(), format=RdfFormat.TURTLE)
-    blank: dict[str, BNode] = {}
 
     def term(t: NamedNode | Literal | BlankNode) -> URIRef | RLiteral | BNode:
-        if isinstance(t, BlankNode):
-            node = blank.get(t.value)
-            if node is None:
-                node = blank[t.value] = BNode()
-            return node
-        return _to_rdflib(t)
+        return BNode(t.value) if isinstance(t, BlankNode) else _to_rdflib(t)   # labels unique to this parse
 
     g = Graph()
     for q in parser:

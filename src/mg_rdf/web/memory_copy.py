@@ -27,8 +27,6 @@ from typing import Any
 
 from pyoxigraph import RdfFormat, Store, parse
 
-from ..config import MEMORY_COPY_MB as UP_TO_MB   # the default of `serve --memory-copy-up-to`
-
 log = logging.getLogger(__name__)
 
 BATCH = 10_000      # quads added to the copy per call (the GIL is held for one batch)

@@ -65,7 +65,8 @@ from ..vocab import DCT, PREFIXES, RDF, RDFS, VOID, XSD
 from .negotiation import (HTML, NTRIPLES, OXIGRAPH_FORMAT, RDF_DOCUMENTS, RDFXML, RESULTS_JSON, RESULTS_XML,
                           SPARQL_RESULTS, TURTLE, Representation, by_key, negotiate)
 from .answer_cache import AnswerCache
-from .memory_copy import UP_TO_MB, MemoryCopy
+from ..config import MEMORY_COPY_MB
+from .memory_copy import MemoryCopy
 from .replay import REPLAYABLE
 from ..remote import is_remote
 from ..problems import MgRdfError
@@ -116,7 +117,7 @@ def _setup(state) -> None:
     app = state.app
     if app.config.get("QUERY_IN_PROCESS"):   # set by `mg-rdf serve`: one request per process at a time
         app.extensions["mg_rdf.query_pool"] = InProcessRunner()
-        mb = float(app.config.get("MEMORY_COPY_MB", UP_TO_MB))
+        mb = float(app.config.get("MEMORY_COPY_MB", MEMORY_COPY_MB))
         app.extensions["mg_rdf.memory_copy"] = MemoryCopy(int(mb * 1_000_000))
         return
     pool = shared_pool(int(app.config["QUERY_WORKERS"]), app.config.get("QUERY_WORKERS_MAX"),
